@@ -1,0 +1,110 @@
+//! Typed configuration. Each setting comes, in order of precedence, from a command-line
+//! flag, a `CUSTOS_*` environment variable, `custos.toml`, or the default. Unknown keys in
+//! the file are errors naming the key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Settings read from `custos.toml`; every field optional, unknown keys rejected.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
+    pub vault_url: Option<String>,
+    pub master_key_file: Option<PathBuf>,
+    pub policy: Option<PathBuf>,
+    pub demo: Option<bool>,
+    pub log_format: Option<String>,
+}
+
+impl FileConfig {
+    /// Reads `path`; a missing file is an empty configuration only when `required` is false.
+    pub fn load(path: &Path, required: bool) -> anyhow::Result<FileConfig> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => toml::from_str(&text).map_err(|e| {
+                anyhow::anyhow!("{}: {}", path.display(), e.message().to_owned() + &format!(
+                    "\n  valid keys: listen, data_dir, database_url, vault_url, master_key_file, policy, demo, log_format"))
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => Ok(FileConfig::default()),
+            Err(e) => Err(anyhow::anyhow!("cannot read {}: {e}", path.display())),
+        }
+    }
+}
+
+/// The resolved configuration the kernel opens with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    /// `sqlite://…` or `postgres://…`; defaults to `custos.db` inside the data directory.
+    pub database_url: String,
+    /// Where wrapped subject keys live; defaults to `keys.db` in the data directory for
+    /// SQLite, and to the data database for PostgreSQL.
+    pub vault_url: String,
+    pub master_key: MasterKeySource,
+    /// The declaration to publish when the database has no version yet.
+    pub policy: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub enum MasterKeySource {
+    /// Base64 text from `CUSTOS_MASTER_KEY`.
+    Inline(String),
+    /// A file holding the base64 key.
+    File(PathBuf),
+    /// `master.key` in the data directory, generated on first run (embedded default only).
+    DataDir,
+}
+
+impl Config {
+    /// Resolves the storage settings shared by every command that touches data.
+    pub fn resolve(
+        data_dir: Option<PathBuf>,
+        database_url: Option<String>,
+        vault_url: Option<String>,
+        master_key_file: Option<PathBuf>,
+        policy: Option<PathBuf>,
+    ) -> anyhow::Result<Config> {
+        let data_dir = data_dir.unwrap_or_else(|| PathBuf::from("custos-data"));
+        let database_url = database_url.unwrap_or_else(|| sqlite_url(&data_dir.join("custos.db")));
+        let is_pg =
+            database_url.starts_with("postgres://") || database_url.starts_with("postgresql://");
+        if !is_pg && !database_url.starts_with("sqlite:") {
+            anyhow::bail!("database_url must start with sqlite:// or postgres:// (got a value starting with {:?})",
+                database_url.split(':').next().unwrap_or(""));
+        }
+        let vault_url = vault_url.unwrap_or_else(|| {
+            if is_pg {
+                database_url.clone()
+            } else {
+                sqlite_url(&data_dir.join("keys.db"))
+            }
+        });
+        let master_key = match (std::env::var("CUSTOS_MASTER_KEY").ok(), master_key_file) {
+            (Some(k), _) => MasterKeySource::Inline(k),
+            (None, Some(f)) => MasterKeySource::File(f),
+            (None, None) if is_pg => anyhow::bail!(
+                "a PostgreSQL deployment needs its master key from CUSTOS_MASTER_KEY or --master-key-file \
+                 (generate one with `custos keygen`); it is never generated implicitly outside the embedded default"),
+            (None, None) => MasterKeySource::DataDir,
+        };
+        Ok(Config {
+            data_dir,
+            database_url,
+            vault_url,
+            master_key,
+            policy,
+        })
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.database_url.starts_with("postgres")
+    }
+}
+
+fn sqlite_url(path: &Path) -> String {
+    format!("sqlite://{}", path.display())
+}

@@ -1,0 +1,434 @@
+//! # custos — the binary
+//!
+//! Every command that touches data takes `--data-dir`, `--database-url`, `--vault-url`
+//! and `--master-key-file` the same way; each can also come from a `CUSTOS_*` variable or
+//! `custos.toml` (flags win over variables, variables over the file).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use custos_app::config::FileConfig;
+use custos_app::kernel::read_policy;
+use custos_app::{Config, Kernel};
+use custos_core::SystemClock;
+use custos_policy::{render, Lang, Policy};
+use custos_store::{ledger, policy_versions};
+
+#[derive(Parser)]
+#[command(
+    name = "custos",
+    version,
+    about = "Custos: a product-discovery backend whose privacy policy is code"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP server.
+    Serve(ServeArgs),
+    /// Check, publish, compare and render the privacy declaration.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Inspect the consent ledger.
+    #[command(subcommand)]
+    Ledger(LedgerCommand),
+    /// Print a new random master key (base64) for CUSTOS_MASTER_KEY or a key file.
+    Keygen,
+    /// Print the OpenAPI 3.1 document of the HTTP API.
+    Openapi,
+}
+
+#[derive(Args, Clone, Default)]
+struct StorageArgs {
+    /// Data directory (SQLite database, key vault, generated master key).
+    #[arg(long, env = "CUSTOS_DATA_DIR", global = true)]
+    data_dir: Option<PathBuf>,
+    /// `sqlite://PATH` or `postgres://USER@HOST/DB` [default: SQLite in the data directory]
+    #[arg(long, env = "CUSTOS_DATABASE_URL", global = true)]
+    database_url: Option<String>,
+    /// Database for wrapped subject keys [default: keys.db in the data directory for
+    /// SQLite; the data database for PostgreSQL]
+    #[arg(long, env = "CUSTOS_VAULT_URL", global = true)]
+    vault_url: Option<String>,
+    /// File holding the base64 master key (or set CUSTOS_MASTER_KEY).
+    #[arg(long, env = "CUSTOS_MASTER_KEY_FILE", global = true)]
+    master_key_file: Option<PathBuf>,
+    /// Configuration file.
+    #[arg(
+        long,
+        env = "CUSTOS_CONFIG",
+        default_value = "custos.toml",
+        global = true
+    )]
+    config: PathBuf,
+}
+
+impl StorageArgs {
+    fn file(&self) -> anyhow::Result<FileConfig> {
+        let explicit = self.config != std::path::Path::new("custos.toml");
+        FileConfig::load(&self.config, explicit)
+    }
+    fn resolve(&self, policy: Option<PathBuf>) -> anyhow::Result<Config> {
+        let f = self.file()?;
+        Config::resolve(
+            self.data_dir.clone().or(f.data_dir),
+            self.database_url.clone().or(f.database_url),
+            self.vault_url.clone().or(f.vault_url),
+            self.master_key_file.clone().or(f.master_key_file),
+            policy.or(f.policy),
+        )
+    }
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:8080]
+    #[arg(long, env = "CUSTOS_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Start with demonstration data (the bundled declaration is published on first run).
+    #[arg(long, env = "CUSTOS_DEMO")]
+    demo: bool,
+    /// Declaration to publish when the database has none yet [default: the bundled one]
+    #[arg(long, env = "CUSTOS_POLICY")]
+    policy: Option<PathBuf>,
+    /// Log format: json (default) or text.
+    #[arg(long, env = "CUSTOS_LOG_FORMAT")]
+    log_format: Option<LogFormat>,
+    #[command(flatten)]
+    storage: StorageArgs,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum LogFormat {
+    Json,
+    Text,
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Validate a declaration; exit 1 naming every offending entry.
+    Check { file: PathBuf },
+    /// Publish a declaration as a new immutable version (no-op if already published).
+    Publish {
+        /// [default: policy/custos-app.toml]
+        file: Option<PathBuf>,
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
+    /// List published versions.
+    Versions {
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
+    /// Show, per purpose, what changed between two versions and what needs fresh consent.
+    /// A and B are declaration files or published version hashes (or unique prefixes).
+    Diff {
+        a: String,
+        b: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
+    /// Render the policy page (HTML, Markdown) or the records of processing (JSON).
+    Render {
+        /// [default: policy/custos-app.toml]
+        file: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "html")]
+        format: RenderFormat,
+        #[arg(long, default_value = "zh")]
+        lang: String,
+        /// Write here instead of standard output.
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum RenderFormat {
+    Html,
+    Markdown,
+    Records,
+}
+
+#[derive(Subcommand)]
+enum LedgerCommand {
+    /// Walk the hash chain; exit 1 and name the first altered, removed or reordered record.
+    Verify {
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logs(format: LogFormat, default_level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CUSTOS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
+    use std::process::ExitCode;
+    match cli.command {
+        Command::Serve(args) => {
+            let file = args.storage.file()?;
+            let format = args.log_format.unwrap_or(match file.log_format.as_deref() {
+                Some("text") => LogFormat::Text,
+                _ => LogFormat::Json,
+            });
+            init_logs(format, "info");
+            serve(args, file).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Policy(cmd) => {
+            init_logs(LogFormat::Text, "warn");
+            policy(cmd).await
+        }
+        Command::Ledger(LedgerCommand::Verify { storage }) => {
+            init_logs(LogFormat::Text, "warn");
+            let kernel = Kernel::open(&storage.resolve(None)?, Arc::new(SystemClock)).await?;
+            let report = ledger::verify(&kernel.db, |n| eprint!("\rchecked {n} records")).await?;
+            eprintln!();
+            kernel.shutdown().await;
+            match report.first_bad {
+                None => {
+                    println!(
+                        "ledger intact: {} records, head {}",
+                        report.records_checked, report.head_seq
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Some(bad) => {
+                    println!(
+                        "ledger ALTERED at record {}: {} ({} records verified before it)",
+                        bad.seq, bad.reason, report.records_checked
+                    );
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        Command::Keygen => {
+            println!(
+                "{}",
+                custos_crypto::MasterKey::generate(&mut custos_crypto::OsRng).to_base64()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Openapi => {
+            print!("{}", custos_http::openapi::document());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+const DEFAULT_POLICY: &str = "policy/custos-app.toml";
+
+async fn policy(cmd: PolicyCommand) -> anyhow::Result<std::process::ExitCode> {
+    use std::process::ExitCode;
+    match cmd {
+        PolicyCommand::Check { file } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            match Policy::parse(&text) {
+                Ok(p) => {
+                    println!(
+                        "{}: valid — {} purposes, {} features, {} categories; version {}",
+                        file.display(),
+                        p.purposes().len(),
+                        p.declaration().features.len(),
+                        p.declaration().categories.len(),
+                        p.hash()
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("{}: {e}", file.display());
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        PolicyCommand::Publish { file, storage } => {
+            let path = file.unwrap_or_else(|| PathBuf::from(DEFAULT_POLICY));
+            let policy = read_policy(&path)?;
+            let kernel =
+                Kernel::open(&storage.resolve(Some(path.clone()))?, Arc::new(SystemClock)).await?;
+            let (v, new) = kernel
+                .publish(&policy)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let history = policy_versions::load_all(&kernel.db).await?;
+            kernel.shutdown().await;
+            if new {
+                println!(
+                    "published version {} ({}) as #{}",
+                    v.hash, v.revision, v.seq
+                );
+                if history.len() >= 2 {
+                    let d = custos_policy::diff(
+                        &history[history.len() - 2],
+                        &history[history.len() - 1],
+                    );
+                    print!("{d}");
+                }
+            } else {
+                println!("already published as #{}: {}", v.seq, v.hash);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        PolicyCommand::Versions { storage } => {
+            let kernel = Kernel::open(&storage.resolve(None)?, Arc::new(SystemClock)).await?;
+            for v in policy_versions::list(&kernel.db).await? {
+                println!(
+                    "#{:<4} {}  {}  {}",
+                    v.seq,
+                    v.hash,
+                    custos_core::clock::rfc3339(v.published_at_ms),
+                    v.revision
+                );
+            }
+            kernel.shutdown().await;
+            Ok(ExitCode::SUCCESS)
+        }
+        PolicyCommand::Diff {
+            a,
+            b,
+            json,
+            storage,
+        } => {
+            let mut kernel = None;
+            let pa = load_version(&a, &storage, &mut kernel).await?;
+            let pb = load_version(&b, &storage, &mut kernel).await?;
+            if let Some(k) = kernel {
+                k.shutdown().await;
+            }
+            let d = custos_policy::diff(&pa, &pb);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&d)?);
+            } else {
+                print!("{d}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        PolicyCommand::Render {
+            file,
+            format,
+            lang,
+            out,
+        } => {
+            let path = file.unwrap_or_else(|| PathBuf::from(DEFAULT_POLICY));
+            let policy = read_policy(&path)?;
+            let lang = Lang::parse(&lang).context("--lang must be zh or en")?;
+            let text = match format {
+                RenderFormat::Html => render::html(&policy, lang),
+                RenderFormat::Markdown => render::markdown(&policy, lang),
+                RenderFormat::Records => {
+                    serde_json::to_string_pretty(&render::records_of_processing(&policy))? + "\n"
+                }
+            };
+            match out {
+                Some(o) => std::fs::write(&o, text)
+                    .with_context(|| format!("cannot write {}", o.display()))?,
+                None => print!("{text}"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// A declaration file, or a published version by hash or unique prefix.
+async fn load_version(
+    which: &str,
+    storage: &StorageArgs,
+    kernel: &mut Option<Arc<Kernel>>,
+) -> anyhow::Result<Policy> {
+    let path = PathBuf::from(which);
+    if path.exists() {
+        return read_policy(&path);
+    }
+    if kernel.is_none() {
+        *kernel = Some(Kernel::open(&storage.resolve(None)?, Arc::new(SystemClock)).await?);
+    }
+    let k = kernel.as_ref().context("kernel is open")?;
+    let v = policy_versions::find(&k.db, which)
+        .await?
+        .with_context(|| format!("`{which}` is neither a file nor a published version"))?;
+    let src = policy_versions::source(&k.db, &v.hash)
+        .await?
+        .context("version source missing")?;
+    Ok(Policy::parse(&src)?)
+}
+
+async fn serve(args: ServeArgs, file: FileConfig) -> anyhow::Result<()> {
+    let listen = args
+        .listen
+        .or(file.listen)
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
+    let cfg = args.storage.resolve(args.policy.clone())?;
+    let demo = args.demo || file.demo.unwrap_or(false);
+    let kernel = Kernel::open(&cfg, Arc::new(SystemClock)).await?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, backend = ?kernel.db.backend(), demo, "custos is serving");
+    // The bound address on stdout lets scripts and tests use --listen 127.0.0.1:0.
+    println!("listening on http://{addr}");
+    let app = custos_http::app(kernel.clone());
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    tracing::info!("shutting down");
+    kernel.shutdown().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}

@@ -1,0 +1,47 @@
+//! Encrypt+decrypt of a 200-byte personal field under a subject key, against the raw
+//! AES-256-GCM baseline measured in the same run.
+use aes_gcm::aead::{Aead, KeyInit};
+use aes_gcm::{Aes256Gcm, Nonce};
+use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use custos_crypto::{DataKey, Keyring, MasterKey};
+use rand_core::OsRng;
+
+fn bench(c: &mut Criterion) {
+    let field = [7u8; 200];
+    let mut g = c.benchmark_group("field_200_bytes");
+    let raw = Aes256Gcm::new(&[3u8; 32].into());
+    let nonce = [0u8; 12];
+    g.bench_function("baseline_raw_aes256gcm_encrypt_decrypt", |b| {
+        b.iter(|| {
+            let ct = raw
+                .encrypt(Nonce::from_slice(&nonce), black_box(&field[..]))
+                .unwrap();
+            black_box(
+                raw.decrypt(Nonce::from_slice(&nonce), ct.as_slice())
+                    .unwrap(),
+            )
+        })
+    });
+    let key = DataKey::generate(&mut OsRng);
+    let cipher = key.cipher();
+    g.bench_function("custos_seal_open", |b| {
+        b.iter(|| {
+            let sealed = cipher.seal(b"subject/field", black_box(&field), &mut OsRng);
+            black_box(cipher.open(b"subject/field", &sealed).unwrap())
+        })
+    });
+    let ring = Keyring::new(&MasterKey::generate(&mut OsRng));
+    let wrapped = ring.wrap(&key, b"subject", &mut OsRng);
+    g.bench_function("custos_unwrap_key_then_seal_open", |b| {
+        b.iter(|| {
+            let k = ring.unwrap(&wrapped, b"subject").unwrap();
+            let c = k.cipher();
+            let sealed = c.seal(b"subject/field", black_box(&field), &mut OsRng);
+            black_box(c.open(b"subject/field", &sealed).unwrap())
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

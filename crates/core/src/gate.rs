@@ -6,8 +6,10 @@
 //! so code outside this module cannot make one:
 //!
 //! ```compile_fail
-//! // A permit cannot be forged: its fields are private and it has no constructor.
-//! let forged = custos_core::Permit { subject: todo!(), purpose: todo!() };
+//! # fn f(s: custos_core::SubjectId, p: custos_core::PurposeRef, c: custos_core::CategoryMask) {
+//! // A permit cannot be forged: its fields are private and it has no public constructor.
+//! let forged = custos_core::Permit { subject: s, purpose: p, categories: c };
+//! # }
 //! ```
 //!
 //! Decisions read an in-memory view of each subject's current consent, one hash lookup

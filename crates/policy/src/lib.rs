@@ -8,7 +8,7 @@
 //! ## Layout
 //! - [`model`]: the TOML data model, denying unknown keys.
 //! - [`validate`]: structural and legal checks; each violation names its entry.
-//! - [`diff`]: per-purpose changes between two versions and the re-consent rule (L4).
+//! - [`diff`](mod@diff): per-purpose changes between two versions and the re-consent rule (L4).
 //! - [`render`]: policy page and records of processing (P40, L10).
 //!
 //! Must not import: I/O beyond reading a file, HTTP, SQL.

@@ -20,24 +20,63 @@ use crate::model::{Category, Lang, LegalBasis, Method, Partner, Purpose, Retenti
 use crate::validate::{is_effectively_sensitive, is_plain_email};
 use crate::Policy;
 
-/// Escapes text so that Markdown shows it literally, in running text and in table cells:
-/// every ASCII punctuation character is backslash-escaped (CommonMark allows that for all
-/// of them), which neutralises emphasis, links, raw HTML (`<`), entities (`&`) and table
-/// pipes (`|`); line breaks and tabs become spaces so text cannot start a new block.
+/// Escapes text so that Markdown shows it literally, in running text and in table cells.
+///
+/// Characters that are active anywhere (`\`, `` ` ``, `*`, `_`, `[`, `]`, `<`, `&`, `|`,
+/// `~`) are always backslash-escaped, which rules out emphasis, code, links, images, raw
+/// HTML, entities and cell breaks. Characters that only matter at the start of a line
+/// (`#`, `>`, `-`, `+`, `=`, and the `.` or `)` after a leading number) are escaped there.
+/// Line breaks and tabs become spaces, so declared text can never start a block of its own.
 pub fn escape_markdown(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + s.len() / 4);
+    #[derive(PartialEq)]
+    enum Start {
+        Spaces,
+        Digits,
+        Done,
+    }
+    let mut out = String::with_capacity(s.len() + s.len() / 8);
+    let mut start = Start::Spaces;
     for c in s.chars() {
-        match c {
-            '\r' | '\n' | '\t' => out.push(' '),
-            c if c.is_ascii_punctuation() => {
-                out.push('\\');
-                out.push(c);
-            }
-            c if c.is_control() => {}
-            c => out.push(c),
+        let c = if matches!(c, '\r' | '\n' | '\t') {
+            ' '
+        } else {
+            c
+        };
+        if c.is_control() {
+            continue;
         }
+        let mut escape = matches!(
+            c,
+            '\\' | '`' | '*' | '_' | '[' | ']' | '<' | '&' | '|' | '~'
+        );
+        start = match start {
+            Start::Spaces if c == ' ' => Start::Spaces,
+            Start::Spaces if c.is_ascii_digit() => Start::Digits,
+            Start::Spaces => {
+                escape |= matches!(c, '#' | '>' | '-' | '+' | '=');
+                Start::Done
+            }
+            Start::Digits if c.is_ascii_digit() => Start::Digits,
+            Start::Digits => {
+                escape |= matches!(c, '.' | ')');
+                Start::Done
+            }
+            Start::Done => Start::Done,
+        };
+        if escape {
+            out.push('\\');
+        }
+        out.push(c);
     }
     out
+}
+
+/// Appends `period` unless the text already ends a sentence.
+fn end_sentence(mut s: String, period: &str) -> String {
+    if !s.ends_with(['.', '。', '!', '！', '?', '？']) {
+        s.push_str(period);
+    }
+    s
 }
 
 /// Escapes text for HTML element content and double-quoted attribute values.
@@ -218,8 +257,8 @@ const EN: Words = Words {
         "**Send Global Privacy Control**: a browser signal `Sec-GPC: 1` counts as saying no \
          to personalized ads and to sharing with partners.",
     ],
-    rights_how: "Use the privacy center in the app (Me → Settings → Privacy), or write to \
-                 us at the address above.",
+    rights_how: "Use the privacy center in the app, or write to us at the email address \
+                 above.",
     rights_deadline: "We answer within one month, and complete an account cancellation \
                       within 15 working days. If we cannot do what you ask, we tell you \
                       why and how to complain.",
@@ -317,8 +356,7 @@ const ZH: Words = Words {
         "**发送全球隐私控制信号**：浏览器发送的 `Sec-GPC: 1` 信号视为您拒绝个性化广告\
          和向合作方提供信息。",
     ],
-    rights_how: "您可以在应用内的隐私中心（我的 → 设置 → 隐私）操作，\
-                 也可以通过上述联系方式与我们联系。",
+    rights_how: "您可以在应用内的隐私中心操作，也可以通过上述联系方式与我们联系。",
     rights_deadline: "我们将在一个月内答复；注销账号将在十五个工作日内完成。\
                       如无法满足您的请求，我们会说明理由并告知投诉途径。",
     complaints_h: "投诉与举报",
@@ -431,7 +469,7 @@ fn region_label(code: &str, lang: Lang) -> String {
         _ => None,
     };
     match known {
-        Some(name) => format!("{name} ({})", t(code)),
+        Some(name) => name.to_owned(),
         None => t(code),
     }
 }
@@ -717,12 +755,9 @@ fn purpose_section(p: &Policy, pp: &Purpose, lang: Lang, line: &mut impl FnMut(&
         .iter()
         .map(|k| category_name(p, k, lang))
         .collect();
-    line(&format!(
-        "- **{}**{}{}{}",
-        w.what_data,
-        w.colon,
-        data.join(w.list_sep),
-        w.period
+    line(&end_sentence(
+        format!("- **{}**{}{}", w.what_data, w.colon, data.join(w.list_sep)),
+        w.period,
     ));
     if !pp.methods.is_empty() {
         let methods: Vec<&str> = pp.methods.iter().map(|m| method_label(*m, lang)).collect();
@@ -750,9 +785,12 @@ fn purpose_section(p: &Policy, pp: &Purpose, lang: Lang, line: &mut impl FnMut(&
     if pp.recipients.is_empty() {
         let controller = t(d.controller.name.get(lang));
         match lang {
-            Lang::En => line(&format!(
-                "- **{}**{}{} {controller}.",
-                w.recipients, w.colon, w.no_recipients
+            Lang::En => line(&end_sentence(
+                format!(
+                    "- **{}**{}{} {controller}",
+                    w.recipients, w.colon, w.no_recipients
+                ),
+                w.period,
             )),
             Lang::Zh => line(&format!(
                 "- **{}**{}不向{controller}以外的任何人提供。",
@@ -965,7 +1003,11 @@ mod tests {
     #[test]
     fn markdown_escaping_neutralises_markup_and_table_pipes() {
         assert_eq!(escape_markdown("a|b"), "a\\|b");
-        assert_eq!(escape_markdown("<script>"), "\\<script\\>");
+        assert_eq!(escape_markdown("<script>"), "\\<script>");
+        assert_eq!(escape_markdown("- item"), "\\- item");
+        assert_eq!(escape_markdown("  12. twelve"), "  12\\. twelve");
+        assert_eq!(escape_markdown("# not a heading"), "\\# not a heading");
+        assert_eq!(escape_markdown("Co., Ltd. (CN)"), "Co., Ltd. (CN)");
         assert_eq!(escape_markdown("line\nbreak"), "line break");
         assert_eq!(escape_markdown("好物"), "好物");
     }

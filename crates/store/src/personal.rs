@@ -4,11 +4,22 @@
 //! field's category; there is no other way in:
 //!
 //! ```compile_fail
-//! # async fn f(store: custos_store::personal::PersonalStore, s: custos_core::SubjectId) {
-//! use custos_core::Personal;
-//! use custos_store::personal::Field;
-//! // No permit, no write: `put` takes `&Permit`, and nothing outside the gate makes one.
-//! store.put(s, &Field::new("nickname", "user.name"), &Personal::new(b"x".to_vec()), None).await;
+//! # use custos_core::{Personal, SubjectId};
+//! # use custos_store::personal::{Field, PersonalStore};
+//! # async fn f(store: PersonalStore, s: SubjectId) {
+//! // No permit, no write: `put` wants `&Permit`, and only the gate makes one.
+//! store.put(&s, &Field::new("nickname", "user.name"), &Personal::new(b"x".to_vec()), 0, None).await.unwrap();
+//! # }
+//! ```
+//!
+//! The same call with a permit from the gate compiles:
+//!
+//! ```no_run
+//! # use custos_core::{Gate, GateContext, Personal, SubjectId};
+//! # use custos_store::personal::{Field, PersonalStore};
+//! # async fn f(store: PersonalStore, gate: Gate, s: SubjectId) {
+//! let permit = gate.check_named(s, "profile", &["user.name"], &GateContext::default()).unwrap();
+//! store.put(&permit, &Field::new("nickname", "user.name"), &Personal::new(b"x".to_vec()), 0, None).await.unwrap();
 //! # }
 //! ```
 

@@ -174,9 +174,10 @@ impl Kernel {
     }
 
     /// Each current purpose and whether it may be processed for the subject now.
-    pub fn purpose_statuses(&self, subject: SubjectId) -> Vec<PurposeStatus> {
+    pub async fn purpose_statuses(&self, subject: SubjectId) -> AppResult<Vec<PurposeStatus>> {
+        self.fresh(subject).await?;
         let regime = self.gate.regime();
-        regime
+        Ok(regime
             .purposes()
             .map(|(r, info)| PurposeStatus {
                 purpose: info.id.clone(),
@@ -193,7 +194,7 @@ impl Kernel {
                     }
                 },
             })
-            .collect()
+            .collect())
     }
 
     /// The signed receipt `receipt_id`, if it belongs to `subject`.

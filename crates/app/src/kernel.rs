@@ -218,9 +218,7 @@ impl Kernel {
         let mut raw = [0u8; 32];
         OsRng.fill_bytes(&mut raw);
         let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
-        let mut id = [0u8; 16];
-        OsRng.fill_bytes(&mut id);
-        let subject = SubjectId::from_bytes(id);
+        let subject = SubjectId::random();
         self.personal
             .put_token_lookup(ANON_DOMAIN, token.as_bytes(), subject, self.clock.now_ms())
             .await?;
@@ -260,6 +258,36 @@ impl Kernel {
             }
         }
         Err(AppError::Internal("consent view did not converge".into()))
+    }
+
+    /// Makes sure the gate has seen every decision recorded for `subject`, by any process.
+    /// On PostgreSQL (several processes may share the database) this costs one indexed
+    /// query; on the embedded SQLite default this process is the only writer.
+    pub async fn fresh(&self, subject: SubjectId) -> AppResult<()> {
+        if self.db.backend() == custos_store::Backend::Postgres
+            && ledger::subject_head(&self.db, subject).await? > self.gate.seen_seq(subject)
+        {
+            self.refresh_subject(subject).await?;
+        }
+        Ok(())
+    }
+
+    /// Stores the subject's present position, coarsened to a geohash of at most five
+    /// characters before it leaves this function; it overwrites the previous one (P8, L16).
+    pub async fn store_location(&self, subject: SubjectId, lat: f64, lon: f64, ctx: &GateContext<'_>) -> AppResult<String> {
+        let hash = custos_core::location::coarse_geohash(lat, lon, custos_core::location::MAX_PRECISION)
+            .map_err(|e| AppError::bad("invalid_location", e.to_string()))?;
+        let field = Field::new("location", "user.location.imprecise");
+        self.store_field(subject, "location", &field, &Personal::new(hash.clone().into_bytes()), ctx).await?;
+        Ok(hash)
+    }
+
+    /// Erases a subject's personal data: fields, lookups and the data key (crypto-shredding).
+    /// Ledger records stay (the law requires them) but name only the random subject id.
+    pub async fn erase_subject(&self, subject: SubjectId) -> AppResult<custos_store::personal::ErasureCounts> {
+        let counts = self.personal.erase(subject).await?;
+        self.gate.forget(subject);
+        Ok(counts)
     }
 
     /// When data collected now for `purpose` must be gone, if retention runs from collection.

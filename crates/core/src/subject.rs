@@ -11,6 +11,10 @@ use uuid::Uuid;
 pub struct SubjectId(Uuid);
 
 impl SubjectId {
+    /// A new random (version 4) id from the operating system's CSPRNG.
+    pub fn random() -> SubjectId {
+        SubjectId(Uuid::new_v4())
+    }
     pub fn from_u128(v: u128) -> SubjectId {
         SubjectId(Uuid::from_u128(v))
     }

@@ -274,17 +274,34 @@ impl Kernel {
 
     /// Stores the subject's present position, coarsened to a geohash of at most five
     /// characters before it leaves this function; it overwrites the previous one (P8, L16).
-    pub async fn store_location(&self, subject: SubjectId, lat: f64, lon: f64, ctx: &GateContext<'_>) -> AppResult<String> {
-        let hash = custos_core::location::coarse_geohash(lat, lon, custos_core::location::MAX_PRECISION)
-            .map_err(|e| AppError::bad("invalid_location", e.to_string()))?;
+    pub async fn store_location(
+        &self,
+        subject: SubjectId,
+        lat: f64,
+        lon: f64,
+        ctx: &GateContext<'_>,
+    ) -> AppResult<String> {
+        let hash =
+            custos_core::location::coarse_geohash(lat, lon, custos_core::location::MAX_PRECISION)
+                .map_err(|e| AppError::bad("invalid_location", e.to_string()))?;
         let field = Field::new("location", "user.location.imprecise");
-        self.store_field(subject, "location", &field, &Personal::new(hash.clone().into_bytes()), ctx).await?;
+        self.store_field(
+            subject,
+            "location",
+            &field,
+            &Personal::new(hash.clone().into_bytes()),
+            ctx,
+        )
+        .await?;
         Ok(hash)
     }
 
     /// Erases a subject's personal data: fields, lookups and the data key (crypto-shredding).
     /// Ledger records stay (the law requires them) but name only the random subject id.
-    pub async fn erase_subject(&self, subject: SubjectId) -> AppResult<custos_store::personal::ErasureCounts> {
+    pub async fn erase_subject(
+        &self,
+        subject: SubjectId,
+    ) -> AppResult<custos_store::personal::ErasureCounts> {
         let counts = self.personal.erase(subject).await?;
         self.gate.forget(subject);
         Ok(counts)

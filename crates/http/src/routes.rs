@@ -235,18 +235,17 @@ impl From<PurposeStatus> for PurposeView {
 }
 
 /// Each purpose and its status for the caller.
-#[utoipa::path(get, path = "/api/v1/purposes", tag = "consent", responses((status = 200, body = [PurposeView])))]
-pub async fn list_purposes(State(s): State<AppState>, caller: Caller) -> Json<Vec<PurposeView>> {
+#[utoipa::path(get, path = "/api/v1/purposes", tag = "consent", responses((status = 200, body = [PurposeView]), (status = 503, body = ErrorBody)))]
+pub async fn list_purposes(
+    State(s): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<Vec<PurposeView>>> {
+    // Without an identifier, every purpose shows its default: off.
     let subject = caller
         .subject
         .unwrap_or_else(|| custos_core::SubjectId::from_u128(0));
-    Json(
-        s.kernel
-            .purpose_statuses(subject)
-            .into_iter()
-            .map(PurposeView::from)
-            .collect(),
-    )
+    let statuses = s.kernel.purpose_statuses(subject).await?;
+    Ok(Json(statuses.into_iter().map(PurposeView::from).collect()))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

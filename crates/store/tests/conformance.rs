@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use custos_core::{ConsentMethod, ConsentRecord, Decision, Gate, GateContext, Personal, Regime, SubjectId};
+use custos_core::{
+    ConsentMethod, ConsentRecord, Decision, Gate, GateContext, Personal, Regime, SubjectId,
+};
 use custos_crypto::{Keyring, MasterKey, OsRng};
 use custos_policy::Policy;
 use custos_store::db::Schema;
@@ -26,16 +28,29 @@ impl Env {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("custos.db").display());
         let db = Db::connect(&url, Schema::Data).await.unwrap();
-        let vault_db = Db::connect(&format!("sqlite://{}", dir.path().join("keys.db").display()), Schema::Vault)
-            .await
-            .unwrap();
-        Some(Env { url, db, vault_db, _dir: Some(dir) })
+        let vault_db = Db::connect(
+            &format!("sqlite://{}", dir.path().join("keys.db").display()),
+            Schema::Vault,
+        )
+        .await
+        .unwrap();
+        Some(Env {
+            url,
+            db,
+            vault_db,
+            _dir: Some(dir),
+        })
     }
     async fn postgres() -> Option<Env> {
         let url = custos_testkit::postgres_database().await?;
         let db = Db::connect(&url, Schema::Data).await.unwrap();
         let vault_db = Db::connect(&url, Schema::Vault).await.unwrap();
-        Some(Env { url, db, vault_db, _dir: None })
+        Some(Env {
+            url,
+            db,
+            vault_db,
+            _dir: None,
+        })
     }
     /// A second, independent pool on the same database (another process, in effect).
     async fn second_pool(&self) -> Db {
@@ -95,14 +110,24 @@ fn subject() -> SubjectId {
 
 async fn appended_records_form_an_intact_chain(env: Env) {
     let s = subject();
-    let batch: Vec<_> = (0..250).map(|i| decision(s, if i % 2 == 0 { "a" } else { "b" }, Decision::Given)).collect();
+    let batch: Vec<_> = (0..250)
+        .map(|i| decision(s, if i % 2 == 0 { "a" } else { "b" }, Decision::Given))
+        .collect();
     let recs = ledger::append(&env.db, &batch).await.unwrap();
-    assert_eq!(recs.iter().map(|r| r.seq).collect::<Vec<_>>(), (1..=250).collect::<Vec<_>>());
-    let more = ledger::append(&env.db, &[decision(s, "a", Decision::Withdrawn)]).await.unwrap();
+    assert_eq!(
+        recs.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        (1..=250).collect::<Vec<_>>()
+    );
+    let more = ledger::append(&env.db, &[decision(s, "a", Decision::Withdrawn)])
+        .await
+        .unwrap();
     assert_eq!(more[0].seq, 251);
     assert_eq!(more[0].prev_hash, recs[249].hash);
     let v = ledger::verify(&env.db, |_| {}).await.unwrap();
-    assert_eq!((v.records_checked, v.head_seq, v.first_bad), (251, 251, None));
+    assert_eq!(
+        (v.records_checked, v.head_seq, v.first_bad),
+        (251, 251, None)
+    );
     assert_eq!(ledger::for_subject(&env.db, s).await.unwrap().len(), 251);
     assert_eq!(ledger::subject_head(&env.db, s).await.unwrap(), 251);
     let latest = ledger::latest_decisions(&env.db).await.unwrap();
@@ -119,7 +144,9 @@ async fn concurrent_appenders_from_two_pools_lose_and_fork_nothing(env: Env) {
         tasks.push(tokio::spawn(async move {
             let s = subject();
             for i in 0..40 {
-                let batch: Vec<_> = (0..(1 + i % 3)).map(|_| decision(s, "p", Decision::Given)).collect();
+                let batch: Vec<_> = (0..(1 + i % 3))
+                    .map(|_| decision(s, "p", Decision::Given))
+                    .collect();
                 ledger::append(&db, &batch).await.unwrap();
             }
         }));
@@ -140,12 +167,21 @@ async fn concurrent_appenders_from_two_pools_lose_and_fork_nothing(env: Env) {
 async fn disable_guards(db: &Db) {
     match db {
         Db::Sqlite(p) => {
-            for t in ["consent_ledger_append_only_u", "consent_ledger_append_only_d"] {
-                sqlx::query(&format!("DROP TRIGGER {t}")).execute(p).await.unwrap();
+            for t in [
+                "consent_ledger_append_only_u",
+                "consent_ledger_append_only_d",
+            ] {
+                sqlx::query(&format!("DROP TRIGGER {t}"))
+                    .execute(p)
+                    .await
+                    .unwrap();
             }
         }
         Db::Postgres(p) => {
-            sqlx::query("DROP TRIGGER consent_ledger_append_only ON consent_ledger").execute(p).await.unwrap();
+            sqlx::query("DROP TRIGGER consent_ledger_append_only ON consent_ledger")
+                .execute(p)
+                .await
+                .unwrap();
         }
     }
 }
@@ -172,11 +208,19 @@ async fn verify_names_a_removed_record(env: Env) {
     seed(&env, 20).await;
     disable_guards(&env.db).await;
     on_db!(&env.db, p => sqlx::query("DELETE FROM consent_ledger WHERE seq = 12").execute(p).await.map(|_| ()).unwrap());
-    let bad = ledger::verify(&env.db, |_| {}).await.unwrap().first_bad.expect("removal detected");
+    let bad = ledger::verify(&env.db, |_| {})
+        .await
+        .unwrap()
+        .first_bad
+        .expect("removal detected");
     assert_eq!(bad.seq, 12);
     // Removing the tail is caught by the head.
     on_db!(&env.db, p => sqlx::query("DELETE FROM consent_ledger WHERE seq >= 12").execute(p).await.map(|_| ()).unwrap());
-    let bad = ledger::verify(&env.db, |_| {}).await.unwrap().first_bad.expect("truncation detected");
+    let bad = ledger::verify(&env.db, |_| {})
+        .await
+        .unwrap()
+        .first_bad
+        .expect("truncation detected");
     assert_eq!(bad.seq, 12);
     env.finish().await;
 }
@@ -195,7 +239,11 @@ async fn verify_names_swapped_records(env: Env) {
         }
         tx.commit().await.unwrap();
     });
-    let bad = ledger::verify(&env.db, |_| {}).await.unwrap().first_bad.expect("reordering detected");
+    let bad = ledger::verify(&env.db, |_| {})
+        .await
+        .unwrap()
+        .first_bad
+        .expect("reordering detected");
     assert_eq!(bad.seq, 4);
     env.finish().await;
 }
@@ -206,7 +254,10 @@ async fn the_ledger_refuses_updates_and_deletes(env: Env) {
     assert!(upd.is_err(), "update must be refused");
     let del = on_db!(&env.db, p => sqlx::query("DELETE FROM consent_ledger WHERE seq = 1").execute(p).await.map(|_| ()));
     assert!(del.is_err(), "delete must be refused");
-    assert_eq!(ledger::verify(&env.db, |_| {}).await.unwrap().first_bad, None);
+    assert_eq!(
+        ledger::verify(&env.db, |_| {}).await.unwrap().first_bad,
+        None
+    );
     env.finish().await;
 }
 
@@ -217,11 +268,19 @@ async fn policy_versions_are_immutable_and_found_by_prefix(env: Env) {
     let (again, new) = policy_versions::publish(&env.db, &p1, 2).await.unwrap();
     assert!(!new);
     assert_eq!(again, v1);
-    let src2 = custos_policy::BUNDLED_DECLARATION.replacen("revision = \"", "revision = \"second ", 1);
+    let src2 =
+        custos_policy::BUNDLED_DECLARATION.replacen("revision = \"", "revision = \"second ", 1);
     let p2 = Policy::parse(&src2).unwrap();
     let (v2, _) = policy_versions::publish(&env.db, &p2, 3).await.unwrap();
     assert!(v2.seq > v1.seq);
-    assert_eq!(policy_versions::find(&env.db, &v2.hash[..10]).await.unwrap().unwrap().hash, v2.hash);
+    assert_eq!(
+        policy_versions::find(&env.db, &v2.hash[..10])
+            .await
+            .unwrap()
+            .unwrap()
+            .hash,
+        v2.hash
+    );
     assert_eq!(policy_versions::list(&env.db).await.unwrap().len(), 2);
     let loaded = policy_versions::load_all(&env.db).await.unwrap();
     assert_eq!(loaded[1].hash(), p2.hash());
@@ -242,7 +301,11 @@ fn kit(env: &Env) -> Kit {
     let regime_hash = policy.hash().to_string();
     let gate = Gate::new(Regime::new(vec![policy]).unwrap());
     let vault = Vault::new(env.vault_db.clone(), ring.clone());
-    Kit { gate, personal: PersonalStore::new(env.db.clone(), vault, ring), regime_hash }
+    Kit {
+        gate,
+        personal: PersonalStore::new(env.db.clone(), vault, ring),
+        regime_hash,
+    }
 }
 
 async fn give(env: &Env, kit: &Kit, s: SubjectId, purpose: &str, d: Decision) {
@@ -253,7 +316,10 @@ async fn give(env: &Env, kit: &Kit, s: SubjectId, purpose: &str, d: Decision) {
 }
 
 fn db_files_contain(env: &Env, needle: &[u8]) -> Vec<String> {
-    env._dir.as_ref().map(|d| custos_testkit::files_contain(d.path(), needle)).unwrap_or_default()
+    env._dir
+        .as_ref()
+        .map(|d| custos_testkit::files_contain(d.path(), needle))
+        .unwrap_or_default()
 }
 
 async fn personal_fields_are_stored_encrypted_and_need_a_matching_permit(env: Env) {
@@ -261,23 +327,75 @@ async fn personal_fields_are_stored_encrypted_and_need_a_matching_permit(env: En
     let s = subject();
     let ctx = GateContext::default();
     // Contract-based purpose: no consent needed.
-    let permit = kit.gate.check_named(s, "profile", &["user.name"], &ctx).unwrap();
+    let permit = kit
+        .gate
+        .check_named(s, "profile", &["user.name"], &ctx)
+        .unwrap();
     let nick = Personal::new("Zhang-Wei-Nickname-7731".as_bytes().to_vec());
-    kit.personal.put(&permit, &Field::new("nickname", "user.name"), &nick, 10, None).await.unwrap();
-    assert_eq!(kit.personal.get(s, "nickname", 11).await.unwrap().unwrap().expose(), nick.expose());
-    assert!(db_files_contain(&env, b"Zhang-Wei-Nickname-7731").is_empty(), "plaintext found in database files");
+    kit.personal
+        .put(
+            &permit,
+            &Field::new("nickname", "user.name"),
+            &nick,
+            10,
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        kit.personal
+            .get(s, "nickname", 11)
+            .await
+            .unwrap()
+            .unwrap()
+            .expose(),
+        nick.expose()
+    );
+    assert!(
+        db_files_contain(&env, b"Zhang-Wei-Nickname-7731").is_empty(),
+        "plaintext found in database files"
+    );
     // A permit for user.name does not cover another category, nor another subject.
-    let wrong = kit.personal.put(&permit, &Field::new("phone", "user.contact.phone_number"), &nick, 10, None).await;
+    let wrong = kit
+        .personal
+        .put(
+            &permit,
+            &Field::new("phone", "user.contact.phone_number"),
+            &nick,
+            10,
+            None,
+        )
+        .await;
     assert!(matches!(wrong, Err(StoreError::PermitMismatch)));
     // A consent-based purpose needs consent first.
-    assert!(kit.gate.check_named(s, "location", &["user.location.imprecise"], &ctx).is_err());
+    assert!(kit
+        .gate
+        .check_named(s, "location", &["user.location.imprecise"], &ctx)
+        .is_err());
     give(&env, &kit, s, "location", Decision::Given).await;
-    let permit = kit.gate.check_named(s, "location", &["user.location.imprecise"], &ctx).unwrap();
+    let permit = kit
+        .gate
+        .check_named(s, "location", &["user.location.imprecise"], &ctx)
+        .unwrap();
     let geo = Personal::new(b"wx4g0".to_vec());
-    kit.personal.put(&permit, &Field::new("location", "user.location.imprecise"), &geo, 10, Some(100)).await.unwrap();
+    kit.personal
+        .put(
+            &permit,
+            &Field::new("location", "user.location.imprecise"),
+            &geo,
+            10,
+            Some(100),
+        )
+        .await
+        .unwrap();
     assert_eq!(kit.personal.list(s).await.unwrap().len(), 2);
     // Expired values are not returned and are purged.
-    assert!(kit.personal.get(s, "location", 100).await.unwrap().is_none());
+    assert!(kit
+        .personal
+        .get(s, "location", 100)
+        .await
+        .unwrap()
+        .is_none());
     assert_eq!(kit.personal.purge_expired(100).await.unwrap(), 1);
     env.finish().await;
 }
@@ -286,12 +404,31 @@ async fn a_write_after_a_withdrawal_elsewhere_is_refused(env: Env) {
     let kit = kit(&env);
     let s = subject();
     give(&env, &kit, s, "location", Decision::Given).await;
-    let permit = kit.gate.check_named(s, "location", &["user.location.imprecise"], &GateContext::default()).unwrap();
+    let permit = kit
+        .gate
+        .check_named(
+            s,
+            "location",
+            &["user.location.imprecise"],
+            &GateContext::default(),
+        )
+        .unwrap();
     // Another process withdraws; this process's gate has not heard of it yet.
     let mut w = decision(s, "location", Decision::Withdrawn);
     w.policy_hash = kit.regime_hash.clone();
-    ledger::append(&env.second_pool().await, &[w]).await.unwrap();
-    let r = kit.personal.put(&permit, &Field::new("location", "user.location.imprecise"), &Personal::new(b"wx4g0".to_vec()), 1, None).await;
+    ledger::append(&env.second_pool().await, &[w])
+        .await
+        .unwrap();
+    let r = kit
+        .personal
+        .put(
+            &permit,
+            &Field::new("location", "user.location.imprecise"),
+            &Personal::new(b"wx4g0".to_vec()),
+            1,
+            None,
+        )
+        .await;
     assert!(matches!(r, Err(StoreError::StaleConsent)), "{r:?}");
     env.finish().await;
 }
@@ -300,18 +437,67 @@ async fn erasure_destroys_the_key_and_every_row(env: Env) {
     let kit = kit(&env);
     let (s, other) = (subject(), subject());
     for who in [s, other] {
-        let permit = kit.gate.check_named(who, "profile", &["user.name"], &GateContext::default()).unwrap();
-        kit.personal.put(&permit, &Field::new("nickname", "user.name"), &Personal::new(b"nick".to_vec()), 1, None).await.unwrap();
-        let permit = kit.gate.check_named(who, "account", &["user.contact.phone_number"], &GateContext::default()).unwrap();
-        kit.personal.put_lookup(&permit, "user.contact.phone_number", "phone", &Personal::new(who.to_string().into_bytes()), 1).await.unwrap();
+        let permit = kit
+            .gate
+            .check_named(who, "profile", &["user.name"], &GateContext::default())
+            .unwrap();
+        kit.personal
+            .put(
+                &permit,
+                &Field::new("nickname", "user.name"),
+                &Personal::new(b"nick".to_vec()),
+                1,
+                None,
+            )
+            .await
+            .unwrap();
+        let permit = kit
+            .gate
+            .check_named(
+                who,
+                "account",
+                &["user.contact.phone_number"],
+                &GateContext::default(),
+            )
+            .unwrap();
+        kit.personal
+            .put_lookup(
+                &permit,
+                "user.contact.phone_number",
+                "phone",
+                &Personal::new(who.to_string().into_bytes()),
+                1,
+            )
+            .await
+            .unwrap();
     }
-    assert_eq!(kit.personal.find("phone", s.to_string().as_bytes()).await.unwrap(), Some(s));
+    assert_eq!(
+        kit.personal
+            .find("phone", s.to_string().as_bytes())
+            .await
+            .unwrap(),
+        Some(s)
+    );
     let counts = kit.personal.erase(s).await.unwrap();
-    assert_eq!((counts.fields, counts.lookups, counts.key_destroyed), (1, 1, true));
+    assert_eq!(
+        (counts.fields, counts.lookups, counts.key_destroyed),
+        (1, 1, true)
+    );
     assert!(kit.personal.get(s, "nickname", 2).await.unwrap().is_none());
-    assert_eq!(kit.personal.find("phone", s.to_string().as_bytes()).await.unwrap(), None);
+    assert_eq!(
+        kit.personal
+            .find("phone", s.to_string().as_bytes())
+            .await
+            .unwrap(),
+        None
+    );
     // The other subject is untouched.
-    assert!(kit.personal.get(other, "nickname", 2).await.unwrap().is_some());
+    assert!(kit
+        .personal
+        .get(other, "nickname", 2)
+        .await
+        .unwrap()
+        .is_some());
     env.finish().await;
 }
 

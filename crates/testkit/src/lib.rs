@@ -28,7 +28,9 @@ pub async fn postgres_database() -> Option<String> {
     let admin = postgres_admin_url();
     let mut conn = match sqlx::PgConnection::connect(&admin).await {
         Ok(c) => c,
-        Err(e) if required() => panic!("PostgreSQL is required (CUSTOS_REQUIRE_POSTGRES=1) but unreachable at {admin}: {e}"),
+        Err(e) if required() => panic!(
+            "PostgreSQL is required (CUSTOS_REQUIRE_POSTGRES=1) but unreachable at {admin}: {e}"
+        ),
         Err(e) => {
             eprintln!("skipping the PostgreSQL half of this test: {admin} unreachable ({e})");
             return None;
@@ -40,13 +42,18 @@ pub async fn postgres_database() -> Option<String> {
         .await
         .expect("create test database");
     let _ = conn.close().await;
-    let base = admin.rsplit_once('/').map(|(b, _)| b.to_owned()).unwrap_or(admin);
+    let base = admin
+        .rsplit_once('/')
+        .map(|(b, _)| b.to_owned())
+        .unwrap_or(admin);
     Some(format!("{base}/{name}"))
 }
 
 /// Drops a database made by [`postgres_database`] (best effort).
 pub async fn drop_postgres_database(url: &str) {
-    let Some((_, name)) = url.rsplit_once('/') else { return };
+    let Some((_, name)) = url.rsplit_once('/') else {
+        return;
+    };
     if let Ok(mut conn) = sqlx::PgConnection::connect(&postgres_admin_url()).await {
         let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
             .execute(&mut conn)

@@ -26,10 +26,15 @@ impl FileConfig {
     pub fn load(path: &Path, required: bool) -> anyhow::Result<FileConfig> {
         match std::fs::read_to_string(path) {
             Ok(text) => toml::from_str(&text).map_err(|e| {
-                anyhow::anyhow!("{}: {}", path.display(), e.message().to_owned() + &format!(
-                    "\n  valid keys: listen, data_dir, database_url, vault_url, master_key_file, policy, demo, log_format"))
+                anyhow::anyhow!(
+                    "{}: {e}\n  valid keys: listen, data_dir, database_url, vault_url, \
+                     master_key_file, policy, demo, log_format",
+                    path.display()
+                )
             }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => Ok(FileConfig::default()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
+                Ok(FileConfig::default())
+            }
             Err(e) => Err(anyhow::anyhow!("cannot read {}: {e}", path.display())),
         }
     }

@@ -29,6 +29,9 @@ use rand_core::CryptoRngCore;
 use sha2::{Digest, Sha256};
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
+/// The operating system's CSPRNG, re-exported so callers need no extra dependency.
+pub use rand_core::OsRng;
+
 type HmacSha256 = Hmac<Sha256>;
 
 /// Format tag prefixed to every sealed value, so the scheme can change later.
@@ -447,6 +450,3 @@ mod tests {
         assert_eq!(format!("{k:?}"), "MasterKey(<redacted>)");
     }
 }
-
-/// The operating system's CSPRNG, re-exported so callers need no extra dependency.
-pub use rand_core::OsRng;

@@ -95,12 +95,13 @@ impl Kernel {
     /// Opens the kernel with the system clock.
     pub async fn open(cfg: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<Kernel>> {
         if !cfg.is_postgres() || !cfg.vault_url.starts_with("postgres") {
-            std::fs::create_dir_all(&cfg.data_dir).map_err(|e| {
-                anyhow::anyhow!(
-                    "cannot create data directory {}: {e}",
-                    cfg.data_dir.display()
-                )
-            })?;
+            create_private_dir(&cfg.data_dir)?;
+        }
+        if cfg.is_postgres() && cfg.vault_url == cfg.database_url {
+            tracing::warn!(
+                "the key vault shares the data database: a dump of it holds the wrapped subject keys, \
+                 so erasure cannot reach copies made before it; set --vault-url to a separate database"
+            );
         }
         let master = load_master_key(cfg)?;
         let ring = Arc::new(Keyring::new(&master));
@@ -146,8 +147,9 @@ impl Kernel {
         }
         let regime = Regime::new(history.into_iter().map(Arc::new).collect())?;
         let gate = Arc::new(Gate::new(regime));
-        gate.apply_all(&ledger::latest_decisions(&db).await?);
+        // Head first: records committed meanwhile are then applied twice, never missed.
         let start_seq = ledger::head(&db).await?;
+        gate.apply_all(&ledger::latest_decisions(&db).await?);
         let ledger = LedgerWriter::start(db.clone(), gate.clone(), start_seq);
         let kernel = Arc::new(Kernel {
             db,
@@ -159,6 +161,10 @@ impl Kernel {
             clock,
             ledger,
         });
+        kernel
+            .ledger
+            .adopt(tokio::spawn(watch_policy(Arc::downgrade(&kernel))))
+            .await;
         Ok(kernel)
     }
 
@@ -315,6 +321,45 @@ impl Kernel {
         (r.from == custos_policy::RetentionFrom::Collection)
             .then(|| now_ms + i64::from(r.days) * 86_400_000)
     }
+}
+
+/// How often a process looks for versions published by another process or the CLI.
+pub const POLICY_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Switches the gate to versions published elsewhere (another server, `custos policy
+/// publish`), within [`POLICY_POLL`].
+async fn watch_policy(kernel: std::sync::Weak<Kernel>) {
+    loop {
+        tokio::time::sleep(POLICY_POLL).await;
+        let Some(k) = kernel.upgrade() else { return };
+        match policy_versions::count(&k.db).await {
+            Ok(n) if n != k.gate.regime().versions().len() as i64 => {
+                match k.reload_policy().await {
+                    Ok(()) => {
+                        tracing::info!(hash = %k.gate.regime().current().hash(), "switched to a newly published policy version")
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot load a newly published policy version")
+                    }
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot check for new policy versions"),
+        }
+    }
+}
+
+/// Creates the data directory readable by its owner only.
+fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        b.mode(0o700);
+    }
+    b.create(dir)
+        .map_err(|e| anyhow::anyhow!("cannot create data directory {}: {e}", dir.display()))
 }
 
 /// Reads and validates a declaration file.

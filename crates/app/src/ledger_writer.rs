@@ -58,6 +58,11 @@ impl LedgerWriter {
             .map_err(|_| "the ledger writer has stopped".to_string())?
     }
 
+    /// Ties another background task to the writer's lifetime.
+    pub(crate) async fn adopt(&self, task: JoinHandle<()>) {
+        self.tasks.lock().await.push(task);
+    }
+
     pub(crate) async fn stop(&self) {
         for t in self.tasks.lock().await.drain(..) {
             t.abort();

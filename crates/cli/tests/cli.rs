@@ -442,3 +442,53 @@ async fn a_withdrawal_through_one_process_is_honoured_by_another_at_once() {
     drop(b);
     custos_testkit::drop_postgres_database(&url).await;
 }
+
+/// Publishing with the CLI while a server runs: the server switches within a few seconds,
+/// and only the widened purpose needs fresh consent (P35, L4).
+#[tokio::test]
+async fn a_version_published_while_serving_pauses_only_the_changed_purpose() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(dir.path(), &["--data-dir", "data"], &[]);
+    let c = client();
+    let token = give(&c, &server.base, None, "personalized_ads").await["anonymous_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    give(&c, &server.base, Some(&token), "device_info").await;
+    let src = std::fs::read_to_string(policy_file()).unwrap();
+    let at = src.find("id = \"personalized_ads\"").unwrap();
+    let r = at + src[at..].find("days = ").unwrap() + "days = ".len();
+    let end = r + src[r..].find(|c: char| !c.is_ascii_digit()).unwrap();
+    std::fs::write(
+        dir.path().join("v2.toml"),
+        format!("{}{}{}", &src[..r], 9999, &src[end..]),
+    )
+    .unwrap();
+    let out = custos(
+        &["policy", "publish", "v2.toml", "--data-dir", "data"],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let mut switched = false;
+    for _ in 0..50 {
+        if status_of(&c, &server.base, &token, "personalized_ads").await == "consent_outdated" {
+            switched = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(switched, "the server did not pick up the new version");
+    assert_eq!(
+        status_of(&c, &server.base, &token, "device_info").await,
+        "active"
+    );
+    let doc: serde_json::Value = c
+        .get(format!("{}/api/v1/policy", server.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(doc["versions"].as_array().unwrap().len(), 2);
+}

@@ -157,7 +157,7 @@ fn bench_backend(c: &mut Criterion, rt: &Runtime, group: &str, url: &str) {
     rt.block_on(async {
         for (table, indexed) in [("bench_raw_plain", false), ("bench_raw_indexed", true)] {
             for stmt in create_table_sql(backend, table, indexed) {
-                on_db!(&db, p => sqlx::query(&stmt).execute(p).await.expect("create table"));
+                on_db!(&db, p => { sqlx::query(&stmt).execute(p).await.expect("create table"); });
             }
         }
     });

@@ -108,3 +108,10 @@ pub async fn source(db: &Db, hash: &str) -> StoreResult<Option<String>> {
         .await?);
     Ok(row.map(|(s,)| s))
 }
+
+/// How many versions have been published.
+pub async fn count(db: &Db) -> StoreResult<i64> {
+    let (n,): (i64,) =
+        on_db!(db, p => sqlx::query_as("SELECT COUNT(*) FROM policy_versions").fetch_one(p).await?);
+    Ok(n)
+}

@@ -19,6 +19,7 @@ pub struct FileConfig {
     pub policy: Option<PathBuf>,
     pub demo: Option<bool>,
     pub log_format: Option<String>,
+    pub write_rate_limit: Option<u32>,
 }
 
 impl FileConfig {
@@ -28,7 +29,7 @@ impl FileConfig {
             Ok(text) => toml::from_str(&text).map_err(|e| {
                 anyhow::anyhow!(
                     "{}: {e}\n  valid keys: listen, data_dir, database_url, vault_url, \
-                     master_key_file, policy, demo, log_format",
+                     master_key_file, policy, demo, log_format, write_rate_limit",
                     path.display()
                 )
             }),

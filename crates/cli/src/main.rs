@@ -97,6 +97,9 @@ struct ServeArgs {
     /// Declaration to publish when the database has none yet [default: the bundled one]
     #[arg(long, env = "CUSTOS_POLICY")]
     policy: Option<PathBuf>,
+    /// State-changing requests per second per client address (0 = no limit) [default: 20]
+    #[arg(long, env = "CUSTOS_WRITE_RATE_LIMIT")]
+    write_rate_limit: Option<u32>,
     /// Log format: json (default) or text.
     #[arg(long, env = "CUSTOS_LOG_FORMAT")]
     log_format: Option<LogFormat>,
@@ -406,8 +409,14 @@ async fn serve(args: ServeArgs, file: FileConfig) -> anyhow::Result<()> {
     tracing::info!(%addr, backend = ?kernel.db.backend(), demo, "custos is serving");
     // The bound address on stdout lets scripts and tests use --listen 127.0.0.1:0.
     println!("listening on http://{addr}");
-    let app = custos_http::app(kernel.clone());
-    axum::serve(listener, app)
+    let opts = custos_http::HttpOptions {
+        writes_per_second: args
+            .write_rate_limit
+            .or(file.write_rate_limit)
+            .unwrap_or(custos_http::limit::DEFAULT_WRITES_PER_SECOND),
+    };
+    let app = custos_http::app_with(kernel.clone(), opts);
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     tracing::info!("shutting down");

@@ -17,6 +17,7 @@
 
 pub mod caller;
 pub mod error;
+pub mod limit;
 pub mod observe;
 pub mod openapi;
 pub mod routes;
@@ -39,13 +40,33 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 #[derive(Clone)]
 pub struct AppState {
     pub kernel: Arc<Kernel>,
+    pub limiter: limit::WriteLimiter,
+}
+
+/// Settings of the HTTP layer.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpOptions {
+    /// State-changing requests per second per client address; 0 turns the limit off.
+    pub writes_per_second: u32,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        HttpOptions { writes_per_second: limit::DEFAULT_WRITES_PER_SECOND }
+    }
 }
 
 /// Builds the whole application router; tests call it without a socket.
 pub fn app(kernel: Arc<Kernel>) -> Router {
+    app_with(kernel, HttpOptions::default())
+}
+
+/// Builds the router with explicit settings.
+pub fn app_with(kernel: Arc<Kernel>, opts: HttpOptions) -> Router {
     observe::handle();
-    let state = AppState { kernel };
+    let state = AppState { kernel, limiter: limit::WriteLimiter::per_second(opts.writes_per_second) };
     routes::router()
+        .layer(axum::middleware::from_fn_with_state(state.clone(), limit::limit_writes))
         .with_state(state)
         .layer(axum::middleware::from_fn(observe::track))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

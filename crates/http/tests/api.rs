@@ -38,6 +38,12 @@ async fn spawn_app() -> TestApp {
     }
 }
 
+async fn spawn_app_with(opts: custos_http::HttpOptions) -> TestApp {
+    let mut app = spawn_app().await;
+    app.router = custos_http::app_with(app.kernel.clone(), opts);
+    app
+}
+
 struct Resp {
     status: StatusCode,
     headers: axum::http::HeaderMap,
@@ -410,4 +416,22 @@ async fn the_committed_openapi_document_matches_the_served_one() {
         committed == served,
         "docs/openapi.json is out of date; regenerate with `cargo run -p custos -- openapi > docs/openapi.json`"
     );
+}
+
+#[tokio::test]
+async fn a_client_sending_too_many_writes_is_told_to_slow_down() {
+    let app = spawn_app_with(custos_http::HttpOptions { writes_per_second: 2 }).await;
+    let mut codes = Vec::new();
+    for _ in 0..8 {
+        let r = app.post_json("/api/v1/consents", decide("personalized_ads", "given"), None).await;
+        if r.status == StatusCode::TOO_MANY_REQUESTS {
+            assert_eq!(r.code(), "rate_limited");
+            assert!(r.headers.contains_key(header::RETRY_AFTER));
+        }
+        codes.push(r.status.as_u16());
+    }
+    assert_eq!(codes.iter().filter(|c| **c == 201).count(), 4, "burst of twice the rate, then 429: {codes:?}");
+    assert!(codes[4..].iter().all(|c| *c == 429), "{codes:?}");
+    // Reads are not limited.
+    assert_eq!(app.get("/api/v1/purposes", None).await.status, StatusCode::OK);
 }

@@ -416,9 +416,12 @@ async fn serve(args: ServeArgs, file: FileConfig) -> anyhow::Result<()> {
             .unwrap_or(custos_http::limit::DEFAULT_WRITES_PER_SECOND),
     };
     let app = custos_http::app_with(kernel.clone(), opts);
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await?;
     tracing::info!("shutting down");
     kernel.shutdown().await;
     Ok(())

@@ -52,7 +52,9 @@ pub struct HttpOptions {
 
 impl Default for HttpOptions {
     fn default() -> Self {
-        HttpOptions { writes_per_second: limit::DEFAULT_WRITES_PER_SECOND }
+        HttpOptions {
+            writes_per_second: limit::DEFAULT_WRITES_PER_SECOND,
+        }
     }
 }
 
@@ -64,9 +66,15 @@ pub fn app(kernel: Arc<Kernel>) -> Router {
 /// Builds the router with explicit settings.
 pub fn app_with(kernel: Arc<Kernel>, opts: HttpOptions) -> Router {
     observe::handle();
-    let state = AppState { kernel, limiter: limit::WriteLimiter::per_second(opts.writes_per_second) };
+    let state = AppState {
+        kernel,
+        limiter: limit::WriteLimiter::per_second(opts.writes_per_second),
+    };
     routes::router()
-        .layer(axum::middleware::from_fn_with_state(state.clone(), limit::limit_writes))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            limit::limit_writes,
+        ))
         .with_state(state)
         .layer(axum::middleware::from_fn(observe::track))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -46,7 +46,9 @@ impl WriteLimiter {
             inner.limiter.retain_recent();
         }
         inner.limiter.check_key(&ip).map_err(|not_until| {
-            let wait = not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
+            let wait = not_until.wait_time_from(governor::clock::Clock::now(
+                &governor::clock::DefaultClock::default(),
+            ));
             wait.as_secs().max(1)
         })
     }
@@ -64,8 +66,12 @@ pub async fn limit_writes(State(s): State<AppState>, req: Request, next: Next) -
     match s.limiter.check(ip) {
         Ok(()) => next.run(req).await,
         Err(retry_after) => {
-            let mut resp = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many requests; retry later")
-                .into_response();
+            let mut resp = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "too many requests; retry later",
+            )
+            .into_response();
             if let Ok(v) = HeaderValue::from_str(&retry_after.to_string()) {
                 resp.headers_mut().insert(header::RETRY_AFTER, v);
             }

@@ -420,18 +420,34 @@ async fn the_committed_openapi_document_matches_the_served_one() {
 
 #[tokio::test]
 async fn a_client_sending_too_many_writes_is_told_to_slow_down() {
-    let app = spawn_app_with(custos_http::HttpOptions { writes_per_second: 2 }).await;
+    let app = spawn_app_with(custos_http::HttpOptions {
+        writes_per_second: 2,
+    })
+    .await;
     let mut codes = Vec::new();
     for _ in 0..8 {
-        let r = app.post_json("/api/v1/consents", decide("personalized_ads", "given"), None).await;
+        let r = app
+            .post_json(
+                "/api/v1/consents",
+                decide("personalized_ads", "given"),
+                None,
+            )
+            .await;
         if r.status == StatusCode::TOO_MANY_REQUESTS {
             assert_eq!(r.code(), "rate_limited");
             assert!(r.headers.contains_key(header::RETRY_AFTER));
         }
         codes.push(r.status.as_u16());
     }
-    assert_eq!(codes.iter().filter(|c| **c == 201).count(), 4, "burst of twice the rate, then 429: {codes:?}");
+    assert_eq!(
+        codes.iter().filter(|c| **c == 201).count(),
+        4,
+        "burst of twice the rate, then 429: {codes:?}"
+    );
     assert!(codes[4..].iter().all(|c| *c == 429), "{codes:?}");
     // Reads are not limited.
-    assert_eq!(app.get("/api/v1/purposes", None).await.status, StatusCode::OK);
+    assert_eq!(
+        app.get("/api/v1/purposes", None).await.status,
+        StatusCode::OK
+    );
 }

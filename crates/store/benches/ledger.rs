@@ -123,6 +123,15 @@ fn insert_sql(table: &str, rows: usize) -> String {
     sql
 }
 
+/// The same statement with positional `?` placeholders (SQLite only).
+fn qmark_insert_sql(table: &str, rows: usize) -> String {
+    let group = format!("({})", ["?"; 10].join(","));
+    format!(
+        "INSERT INTO {table} ({COLUMNS}) VALUES {}",
+        vec![group; rows].join(",")
+    )
+}
+
 /// The baseline: one transaction of multi-row INSERTs with pre-built values.
 async fn raw_insert(db: &Db, sql: &str, rows: &[RawRow], seq: &AtomicI64) {
     let base = seq.fetch_add(rows.len() as i64, Ordering::Relaxed);
@@ -147,6 +156,29 @@ async fn raw_insert(db: &Db, sql: &str, rows: &[RawRow], seq: &AtomicI64) {
         }
         tx.commit().await.expect("commit");
     })
+}
+
+/// A one-connection pool to the same SQLite file with the product's settings but a
+/// 64 MiB page cache.
+async fn big_cache_sqlite(url: &str) -> Db {
+    use sqlx::sqlite::{
+        SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+    };
+    use std::str::FromStr;
+    let opts = SqliteConnectOptions::from_str(url)
+        .expect("sqlite url")
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(std::time::Duration::from_secs(15))
+        .foreign_keys(true)
+        .pragma("cache_size", "-65536");
+    Db::Sqlite(
+        SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(opts)
+            .await
+            .expect("sqlite pool"),
+    )
 }
 
 fn bench_backend(c: &mut Criterion, rt: &Runtime, group: &str, url: &str) {
@@ -206,6 +238,64 @@ fn bench_backend(c: &mut Criterion, rt: &Runtime, group: &str, url: &str) {
                 recs
             })
         });
+    }
+
+    if backend == Backend::Sqlite {
+        // Diagnostic: the plain-table baseline with positional `?` placeholders instead of
+        // `$n`. sqlx binds a `$n` parameter after asking SQLite for its name, which SQLite
+        // finds by a linear scan, so binding a 1,000-parameter statement is quadratic.
+        rt.block_on(async {
+            for stmt in create_table_sql(backend, "bench_raw_plain_q", false) {
+                on_db!(&db, p => { sqlx::query(&stmt).execute(p).await.expect("create table"); });
+            }
+        });
+        let sql = qmark_insert_sql("bench_raw_plain_q", ROWS_PER_STATEMENT);
+        let seq = AtomicI64::new(0);
+        let (db, rows, sql, seq) = (&db, &rows, sql.as_str(), &seq);
+        g.throughput(Throughput::Elements(BASELINE_ROWS as u64));
+        g.bench_function(
+            BenchmarkId::new("diagnostic_raw_insert_plain_table_qmark", BASELINE_ROWS),
+            |b| {
+                b.to_async(rt)
+                    .iter(|| async move { raw_insert(db, sql, rows, seq).await })
+            },
+        );
+    }
+
+    if backend == Backend::Sqlite {
+        // Diagnostic: the indexed insert and the 1000-decision append again, through a
+        // connection whose page cache is 64 MiB instead of SQLite's default 2 MiB (which
+        // the product's pool keeps), to show how much of the gap to the plain-table
+        // baseline is random-key index pages missing the cache.
+        let big = rt.block_on(big_cache_sqlite(url));
+        rt.block_on(async {
+            for stmt in create_table_sql(backend, "bench_raw_indexed_big", true) {
+                on_db!(&big, p => { sqlx::query(&stmt).execute(p).await.expect("create table"); });
+            }
+        });
+        g.throughput(Throughput::Elements(BASELINE_ROWS as u64));
+        let sql = insert_sql("bench_raw_indexed_big", ROWS_PER_STATEMENT);
+        let seq = AtomicI64::new(0);
+        let (big, rows, sql, seq) = (&big, &rows, sql.as_str(), &seq);
+        g.bench_function(
+            BenchmarkId::new(
+                "diagnostic_raw_insert_ledger_indexes_64mib_cache",
+                BASELINE_ROWS,
+            ),
+            |b| {
+                b.to_async(rt)
+                    .iter(|| async move { raw_insert(big, sql, rows, seq).await })
+            },
+        );
+        let batch = &batch_1000[..];
+        g.bench_function(
+            BenchmarkId::new("diagnostic_ledger_append_64mib_cache", BASELINE_ROWS),
+            |b| {
+                b.to_async(rt)
+                    .iter(|| async move { ledger::append(big, batch).await.expect("append") })
+            },
+        );
+        rt.block_on(big.close());
     }
     g.finish();
 

@@ -30,7 +30,13 @@ pub struct Kernel {
     pub signer: Arc<ReceiptSigner>,
     pub clock: Arc<dyn Clock>,
     pub(crate) ledger: LedgerWriter,
+    /// Anonymous token (by blind index) → subject; tokens never change owner, and
+    /// erasure evicts the subject's entries.
+    anon_cache: std::sync::RwLock<std::collections::HashMap<[u8; 16], SubjectId>>,
 }
+
+/// Entries in the anonymous-token cache before it starts over.
+const ANON_CACHE_MAX: usize = 100_000;
 
 impl std::fmt::Debug for Kernel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -160,6 +166,7 @@ impl Kernel {
             signer,
             clock,
             ledger,
+            anon_cache: Default::default(),
         });
         kernel
             .ledger
@@ -213,7 +220,24 @@ impl Kernel {
         {
             return Ok(None);
         }
-        Ok(self.personal.find(ANON_DOMAIN, token.as_bytes()).await?)
+        let key = self.ring.blind_index(ANON_DOMAIN, token.as_bytes());
+        if let Some(s) = self
+            .anon_cache
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
+            return Ok(Some(*s));
+        }
+        let found = self.personal.find(ANON_DOMAIN, token.as_bytes()).await?;
+        if let Some(s) = found {
+            let mut cache = self.anon_cache.write().unwrap_or_else(|e| e.into_inner());
+            if cache.len() >= ANON_CACHE_MAX {
+                cache.clear();
+            }
+            cache.insert(key, s);
+        }
+        Ok(found)
     }
 
     /// Creates an anonymous subject and its bearer token (256 random bits, base64url).
@@ -310,6 +334,10 @@ impl Kernel {
     ) -> AppResult<custos_store::personal::ErasureCounts> {
         let counts = self.personal.erase(subject).await?;
         self.gate.forget(subject);
+        self.anon_cache
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, s| *s != subject);
         Ok(counts)
     }
 

@@ -11,6 +11,7 @@
 //! Writes of personal data also compare the ledger in the same database round trip
 //! (see `PersonalStore::put`), so a withdrawal is honoured even before the notice arrives.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use custos_core::{ConsentRecord, Gate};
@@ -32,9 +33,15 @@ pub(crate) struct LedgerWriter {
 impl LedgerWriter {
     pub(crate) fn start(db: Db, gate: Arc<Gate>, start_seq: i64) -> LedgerWriter {
         let (tx, rx) = mpsc::channel(4_096);
-        let mut tasks = vec![tokio::spawn(write_loop(db.clone(), gate.clone(), rx))];
+        let applied = Arc::new(AtomicI64::new(start_seq));
+        let mut tasks = vec![tokio::spawn(write_loop(
+            db.clone(),
+            gate.clone(),
+            rx,
+            applied.clone(),
+        ))];
         if db.backend() == custos_store::Backend::Postgres {
-            tasks.push(tokio::spawn(ledger::follow(db, start_seq, move |recs| {
+            tasks.push(tokio::spawn(ledger::follow(db, applied, move |recs| {
                 gate.apply_all(recs)
             })));
         }
@@ -70,7 +77,12 @@ impl LedgerWriter {
     }
 }
 
-async fn write_loop(db: Db, gate: Arc<Gate>, mut rx: mpsc::Receiver<(Vec<NewDecision>, Reply)>) {
+async fn write_loop(
+    db: Db,
+    gate: Arc<Gate>,
+    mut rx: mpsc::Receiver<(Vec<NewDecision>, Reply)>,
+    applied: Arc<AtomicI64>,
+) {
     while let Some(first) = rx.recv().await {
         let mut jobs = vec![first];
         let mut total = jobs[0].0.len();
@@ -87,6 +99,16 @@ async fn write_loop(db: Db, gate: Arc<Gate>, mut rx: mpsc::Receiver<(Vec<NewDeci
         match ledger::append(&db, &all).await {
             Ok(records) => {
                 gate.apply_all(&records);
+                // When this batch directly follows everything applied so far, the follower
+                // need not read it back; after a gap it must (another process wrote there).
+                if let (Some(first), Some(last)) = (records.first(), records.last()) {
+                    let _ = applied.compare_exchange(
+                        first.seq - 1,
+                        last.seq,
+                        Ordering::SeqCst,
+                        Ordering::SeqCst,
+                    );
+                }
                 let mut rest = records.into_iter();
                 for (batch, reply) in jobs {
                     let mine: Vec<ConsentRecord> = rest.by_ref().take(batch.len()).collect();

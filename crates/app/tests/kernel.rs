@@ -112,7 +112,23 @@ on_both!(
     a_separate_consent_cannot_be_bundled_with_others,
     a_new_version_pauses_only_the_purposes_it_changed,
     receipts_verify_with_the_published_key_and_belong_to_their_subject,
+    an_erased_anonymous_token_no_longer_identifies_anyone,
 );
+
+async fn an_erased_anonymous_token_no_longer_identifies_anyone(env: Env) {
+    let k = &env.kernel;
+    let (token, s) = k.new_anonymous_subject().await.unwrap();
+    assert_eq!(k.anonymous_subject(&token).await.unwrap(), Some(s));
+    assert_eq!(
+        k.anonymous_subject(&token).await.unwrap(),
+        Some(s),
+        "cached answer agrees"
+    );
+    k.erase_subject(s).await.unwrap();
+    assert_eq!(k.anonymous_subject(&token).await.unwrap(), None);
+    assert_eq!(k.anonymous_subject("not-a-token").await.unwrap(), None);
+    env.finish().await;
+}
 
 fn give(purpose: &str) -> Vec<DecisionInput> {
     vec![DecisionInput {

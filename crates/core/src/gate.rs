@@ -244,32 +244,20 @@ impl Gate {
         self.consent_state(subject, purpose, info)
     }
 
+    fn state(&self, subject: SubjectId) -> SubjectState {
+        self.view
+            .get(&subject.as_u128())
+            .map(|s| *s)
+            .unwrap_or_default()
+    }
+
     fn consent_state(
         &self,
         subject: SubjectId,
         p: PurposeRef,
         info: &PurposeInfo,
     ) -> Result<(), Denial> {
-        if info.basis != LegalBasis::Consent {
-            return Ok(());
-        }
-        let bit = 1u64 << p.0;
-        let st = self
-            .view
-            .get(&subject.as_u128())
-            .map(|s| *s)
-            .unwrap_or_default();
-        if st.current & bit != 0 {
-            Ok(())
-        } else if st.outdated & bit != 0 {
-            Err(Denial::ConsentOutdated)
-        } else if st.withdrawn & bit != 0 {
-            Err(Denial::ConsentWithdrawn)
-        } else if st.refused & bit != 0 {
-            Err(Denial::ConsentRefused)
-        } else {
-            Err(Denial::ConsentMissing)
-        }
+        consent_of(&self.state(subject), p, info)
     }
 
     /// Decides with keys, resolving them against the current regime.
@@ -338,15 +326,35 @@ impl Gate {
         if needs_guardian && !exempt_from_guardian(info.basis) {
             return Err(Denial::GuardianConsentRequired);
         }
-        self.consent_state(subject, p, info)?;
+        // One lookup serves both the decision and the sequence the permit remembers.
+        let st = self.state(subject);
+        consent_of(&st, p, info)?;
         Ok(Permit {
             subject,
             purpose: p,
             categories,
             basis: info.basis,
-            seen_seq: self.seen_seq(subject),
+            seen_seq: st.last_seq,
             regime,
         })
+    }
+}
+
+fn consent_of(st: &SubjectState, p: PurposeRef, info: &PurposeInfo) -> Result<(), Denial> {
+    if info.basis != LegalBasis::Consent {
+        return Ok(());
+    }
+    let bit = 1u64 << p.0;
+    if st.current & bit != 0 {
+        Ok(())
+    } else if st.outdated & bit != 0 {
+        Err(Denial::ConsentOutdated)
+    } else if st.withdrawn & bit != 0 {
+        Err(Denial::ConsentWithdrawn)
+    } else if st.refused & bit != 0 {
+        Err(Denial::ConsentRefused)
+    } else {
+        Err(Denial::ConsentMissing)
     }
 }
 

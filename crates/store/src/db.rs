@@ -62,6 +62,8 @@ impl Db {
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(15))
+                // Fewer, larger checkpoints: batched ledger appends write many pages.
+                .pragma("wal_autocheckpoint", "10000")
                 .foreign_keys(true);
             Db::Sqlite(
                 SqlitePoolOptions::new()

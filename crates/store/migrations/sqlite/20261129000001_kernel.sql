@@ -12,7 +12,7 @@ CREATE TRIGGER policy_versions_immutable_d BEFORE DELETE ON policy_versions
 BEGIN SELECT RAISE(ABORT, 'policy versions are immutable'); END;
 
 CREATE TABLE consent_ledger (
-    seq         BIGINT PRIMARY KEY,
+    seq         INTEGER PRIMARY KEY,
     subject     TEXT NOT NULL,
     purpose     TEXT NOT NULL,
     decision    TEXT NOT NULL,

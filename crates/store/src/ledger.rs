@@ -27,15 +27,17 @@ pub const NOTIFY_CHANNEL: &str = "custos_ledger";
 /// Rows per multi-row INSERT (10 parameters each: 5,000, under both backends' limits).
 const ROWS_PER_STATEMENT: usize = 500;
 
+/// Subject and receipt ids are stored as 16 raw bytes: compact index keys keep batched
+/// appends cheap.
 type Row = (
     i64,
-    String,
+    Vec<u8>,
     String,
     String,
     String,
     String,
     i64,
-    String,
+    Vec<u8>,
     Vec<u8>,
     Vec<u8>,
 );
@@ -54,13 +56,13 @@ fn from_row(r: Row) -> StoreResult<ConsentRecord> {
         |what: &str| StoreError::Corrupt(format!("ledger record {seq} has a malformed {what}"));
     Ok(ConsentRecord {
         seq,
-        subject: subject.parse().map_err(|_| bad("subject"))?,
+        subject: SubjectId::from_bytes(subject.as_slice().try_into().map_err(|_| bad("subject"))?),
         purpose,
         decision: Decision::parse(&decision).ok_or_else(|| bad("decision"))?,
         policy_hash,
         method: ConsentMethod::parse(&method).ok_or_else(|| bad("method"))?,
         at_ms,
-        receipt_id: receipt_id.parse().map_err(|_| bad("receipt id"))?,
+        receipt_id: Uuid::from_slice(&receipt_id).map_err(|_| bad("receipt id"))?,
         prev_hash: hash32(&prev, seq)?,
         hash: hash32(&hash, seq)?,
     })
@@ -95,13 +97,13 @@ fn insert_sql(rows: usize, backend: crate::Backend) -> String {
 macro_rules! bind_record {
     ($q:expr, $r:expr) => {
         $q.bind($r.seq)
-            .bind($r.subject.to_string())
+            .bind($r.subject.as_bytes().to_vec())
             .bind($r.purpose.clone())
             .bind($r.decision.as_str())
             .bind($r.policy_hash.clone())
             .bind($r.method.as_str())
             .bind($r.at_ms)
-            .bind($r.receipt_id.to_string())
+            .bind($r.receipt_id.as_bytes().to_vec())
             .bind($r.prev_hash.to_vec())
             .bind($r.hash.to_vec())
     };
@@ -169,7 +171,7 @@ pub async fn append(db: &Db, batch: &[NewDecision]) -> StoreResult<Vec<ConsentRe
 async fn fetch(
     db: &Db,
     sql: &str,
-    arg: Option<String>,
+    arg: Option<Vec<u8>>,
     arg2: Option<i64>,
 ) -> StoreResult<Vec<ConsentRecord>> {
     let rows: Vec<Row> = on_db!(db, pool => {
@@ -184,13 +186,13 @@ async fn fetch(
 /// Every record of one subject, oldest first.
 pub async fn for_subject(db: &Db, subject: SubjectId) -> StoreResult<Vec<ConsentRecord>> {
     let sql = format!("SELECT {COLUMNS} FROM consent_ledger WHERE subject = $1 ORDER BY seq");
-    fetch(db, &sql, Some(subject.to_string()), None).await
+    fetch(db, &sql, Some(subject.as_bytes().to_vec()), None).await
 }
 
 /// The records that make up one receipt.
 pub async fn for_receipt(db: &Db, receipt_id: Uuid) -> StoreResult<Vec<ConsentRecord>> {
     let sql = format!("SELECT {COLUMNS} FROM consent_ledger WHERE receipt_id = $1 ORDER BY seq");
-    fetch(db, &sql, Some(receipt_id.to_string()), None).await
+    fetch(db, &sql, Some(receipt_id.as_bytes().to_vec()), None).await
 }
 
 /// Up to `limit` records after `seq`, for catching up with other processes' appends.
@@ -216,7 +218,7 @@ pub async fn latest_decisions(db: &Db) -> StoreResult<Vec<ConsentRecord>> {
 pub async fn subject_head(db: &Db, subject: SubjectId) -> StoreResult<i64> {
     let (seq,): (i64,) = on_db!(db, pool => sqlx::query_as(
         "SELECT COALESCE(MAX(seq), 0) FROM consent_ledger WHERE subject = $1")
-        .bind(subject.to_string())
+        .bind(subject.as_bytes().to_vec())
         .fetch_one(pool)
         .await?);
     Ok(seq)

@@ -234,7 +234,7 @@ async fn verify_names_swapped_records(env: Env) {
         let mut tx = p.begin().await.unwrap();
         for (seq, src) in [(4i64, b), (5i64, a)] {
             sqlx::query("UPDATE consent_ledger SET receipt_id = $1, prev_hash = $2, hash = $3 WHERE seq = $4")
-                .bind(src.receipt_id.to_string()).bind(src.prev_hash.to_vec()).bind(src.hash.to_vec()).bind(seq)
+                .bind(src.receipt_id.as_bytes().to_vec()).bind(src.prev_hash.to_vec()).bind(src.hash.to_vec()).bind(seq)
                 .execute(&mut *tx).await.unwrap();
         }
         tx.commit().await.unwrap();

@@ -17,13 +17,13 @@ FOR EACH ROW EXECUTE FUNCTION custos_refuse_change();
 
 CREATE TABLE consent_ledger (
     seq         BIGINT PRIMARY KEY,
-    subject     TEXT NOT NULL,
+    subject     BYTEA NOT NULL,
     purpose     TEXT NOT NULL,
     decision    TEXT NOT NULL,
     policy_hash TEXT NOT NULL,
     method      TEXT NOT NULL,
     at_ms       BIGINT NOT NULL,
-    receipt_id  TEXT NOT NULL,
+    receipt_id  BYTEA NOT NULL,
     prev_hash   BYTEA NOT NULL,
     hash        BYTEA NOT NULL
 );

@@ -13,13 +13,13 @@ BEGIN SELECT RAISE(ABORT, 'policy versions are immutable'); END;
 
 CREATE TABLE consent_ledger (
     seq         INTEGER PRIMARY KEY,
-    subject     TEXT NOT NULL,
+    subject     BLOB NOT NULL,
     purpose     TEXT NOT NULL,
     decision    TEXT NOT NULL,
     policy_hash TEXT NOT NULL,
     method      TEXT NOT NULL,
     at_ms       BIGINT NOT NULL,
-    receipt_id  TEXT NOT NULL,
+    receipt_id  BLOB NOT NULL,
     prev_hash   BLOB NOT NULL,
     hash        BLOB NOT NULL
 );

@@ -20,6 +20,10 @@ pub struct FileConfig {
     pub demo: Option<bool>,
     pub log_format: Option<String>,
     pub write_rate_limit: Option<u32>,
+    #[serde(default)]
+    pub identity: crate::identity::IdentityConfig,
+    #[serde(default)]
+    pub catalog: crate::catalog::CatalogConfig,
 }
 
 impl FileConfig {
@@ -29,7 +33,7 @@ impl FileConfig {
             Ok(text) => toml::from_str(&text).map_err(|e| {
                 anyhow::anyhow!(
                     "{}: {e}\n  valid keys: listen, data_dir, database_url, vault_url, \
-                     master_key_file, policy, demo, log_format, write_rate_limit",
+                     master_key_file, policy, demo, log_format, write_rate_limit, [identity], [catalog]",
                     path.display()
                 )
             }),
@@ -53,6 +57,8 @@ pub struct Config {
     pub master_key: MasterKeySource,
     /// The declaration to publish when the database has no version yet.
     pub policy: Option<PathBuf>,
+    pub identity: crate::identity::IdentityConfig,
+    pub catalog: crate::catalog::CatalogConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -103,6 +109,8 @@ impl Config {
             vault_url,
             master_key,
             policy,
+            identity: Default::default(),
+            catalog: Default::default(),
         })
     }
 

@@ -11,15 +11,22 @@
 //! - [`consent`]: recording decisions, receipts (Kantara CR v1.1 fields, Ed25519 JWS).
 //! - [`ledger_writer`]: group commit of ledger appends and cross-process catch-up.
 //! - [`error`]: [`AppError`] with stable codes.
+//! - [`services`]: [`App`], the kernel plus the services built on it.
+//! - [`identity`]: accounts, SMS codes, sessions, profile, third-party login, minors.
+//! - [`catalog`]: items, media, search, interactions.
 //!
 //! Must not import: HTTP.
 
+pub mod catalog;
 pub mod config;
 pub mod consent;
 pub mod error;
+pub mod identity;
 pub mod kernel;
 pub mod ledger_writer;
+pub mod services;
 
 pub use config::Config;
 pub use error::{AppError, AppResult};
 pub use kernel::Kernel;
+pub use services::App;

@@ -41,6 +41,8 @@ impl Env {
                 }),
                 master_key: MasterKeySource::Inline(MasterKey::generate(&mut OsRng).to_base64()),
                 policy: None,
+                identity: Default::default(),
+                catalog: Default::default(),
             };
         let kernel = Kernel::open(&cfg, Arc::new(FakeClock::default()))
             .await

@@ -76,13 +76,16 @@ impl StorageArgs {
     }
     fn resolve(&self, policy: Option<PathBuf>) -> anyhow::Result<Config> {
         let f = self.file()?;
-        Config::resolve(
+        let mut cfg = Config::resolve(
             self.data_dir.clone().or(f.data_dir),
             self.database_url.clone().or(f.database_url),
             self.vault_url.clone().or(f.vault_url),
             self.master_key_file.clone().or(f.master_key_file),
             policy.or(f.policy),
-        )
+        )?;
+        cfg.identity = f.identity;
+        cfg.catalog = f.catalog;
+        Ok(cfg)
     }
 }
 
@@ -401,7 +404,8 @@ async fn serve(args: ServeArgs, file: FileConfig) -> anyhow::Result<()> {
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
     let cfg = args.storage.resolve(args.policy.clone())?;
     let demo = args.demo || file.demo.unwrap_or(false);
-    let kernel = Kernel::open(&cfg, Arc::new(SystemClock)).await?;
+    let app = custos_app::App::open(&cfg, Arc::new(SystemClock)).await?;
+    let kernel = app.kernel.clone();
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
@@ -415,15 +419,15 @@ async fn serve(args: ServeArgs, file: FileConfig) -> anyhow::Result<()> {
             .or(file.write_rate_limit)
             .unwrap_or(custos_http::limit::DEFAULT_WRITES_PER_SECOND),
     };
-    let app = custos_http::app_with(kernel.clone(), opts);
+    let router = custos_http::app_with(app.clone(), opts);
     axum::serve(
         listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
+        router.into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown_signal())
     .await?;
     tracing::info!("shutting down");
-    kernel.shutdown().await;
+    app.shutdown().await;
     Ok(())
 }
 

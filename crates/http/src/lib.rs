@@ -16,7 +16,9 @@
 //! Must not import: SQL.
 
 pub mod caller;
+pub mod catalog;
 pub mod error;
+pub mod identity;
 pub mod limit;
 pub mod observe;
 pub mod openapi;
@@ -27,7 +29,7 @@ use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
 use axum::Router;
-use custos_app::Kernel;
+use custos_app::{App, Kernel};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 
@@ -40,6 +42,8 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 #[derive(Clone)]
 pub struct AppState {
     pub kernel: Arc<Kernel>,
+    pub identity: Arc<custos_app::identity::Identity>,
+    pub catalog: Arc<custos_app::catalog::Catalog>,
     pub limiter: limit::WriteLimiter,
 }
 
@@ -59,15 +63,17 @@ impl Default for HttpOptions {
 }
 
 /// Builds the whole application router; tests call it without a socket.
-pub fn app(kernel: Arc<Kernel>) -> Router {
-    app_with(kernel, HttpOptions::default())
+pub fn app(app: App) -> Router {
+    app_with(app, HttpOptions::default())
 }
 
 /// Builds the router with explicit settings.
-pub fn app_with(kernel: Arc<Kernel>, opts: HttpOptions) -> Router {
+pub fn app_with(app: App, opts: HttpOptions) -> Router {
     observe::handle();
     let state = AppState {
-        kernel,
+        kernel: app.kernel,
+        identity: app.identity,
+        catalog: app.catalog,
         limiter: limit::WriteLimiter::per_second(opts.writes_per_second),
     };
     routes::router()

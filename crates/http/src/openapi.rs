@@ -22,6 +22,8 @@ pub struct ApiDoc;
 /// The document as pretty JSON with a trailing newline.
 pub fn document() -> String {
     let mut doc = ApiDoc::openapi();
+    doc.merge(crate::identity::IdentityApi::openapi());
+    doc.merge(crate::catalog::CatalogApi::openapi());
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
     let mut s = doc
         .to_pretty_json()

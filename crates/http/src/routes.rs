@@ -32,6 +32,8 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/consents", post(record_consents).get(list_consents))
         .route("/api/v1/consents/{purpose}/withdraw", post(withdraw))
         .route("/api/v1/receipts/{id}", get(get_receipt))
+        .merge(crate::identity::routes())
+        .merge(crate::catalog::routes())
         .fallback(not_found)
 }
 

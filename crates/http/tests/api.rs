@@ -7,7 +7,7 @@ use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use axum::Router;
 use custos_app::config::MasterKeySource;
-use custos_app::{Config, Kernel};
+use custos_app::{App, Config, Kernel};
 use custos_core::FakeClock;
 use custos_crypto::{MasterKey, OsRng};
 use serde_json::{json, Value};
@@ -15,6 +15,7 @@ use tower::ServiceExt;
 
 struct TestApp {
     router: Router,
+    app: App,
     kernel: Arc<Kernel>,
     _dir: tempfile::TempDir,
 }
@@ -27,20 +28,23 @@ async fn spawn_app() -> TestApp {
         vault_url: format!("sqlite://{}", dir.path().join("keys.db").display()),
         master_key: MasterKeySource::Inline(MasterKey::generate(&mut OsRng).to_base64()),
         policy: None,
+        identity: Default::default(),
+        catalog: Default::default(),
     };
-    let kernel = Kernel::open(&cfg, Arc::new(FakeClock::default()))
+    let app = App::open(&cfg, Arc::new(FakeClock::default()))
         .await
         .unwrap();
     TestApp {
-        router: custos_http::app(kernel.clone()),
-        kernel,
+        router: custos_http::app(app.clone()),
+        kernel: app.kernel.clone(),
+        app,
         _dir: dir,
     }
 }
 
 async fn spawn_app_with(opts: custos_http::HttpOptions) -> TestApp {
     let mut app = spawn_app().await;
-    app.router = custos_http::app_with(app.kernel.clone(), opts);
+    app.router = custos_http::app_with(app.app.clone(), opts);
     app
 }
 

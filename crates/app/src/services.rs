@@ -1,0 +1,35 @@
+//! Every service of one process, opened together.
+
+use std::sync::Arc;
+
+use custos_core::Clock;
+
+use crate::catalog::Catalog;
+use crate::identity::Identity;
+use crate::{Config, Kernel};
+
+/// The kernel and the services built on it; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct App {
+    pub kernel: Arc<Kernel>,
+    pub identity: Arc<Identity>,
+    pub catalog: Arc<Catalog>,
+}
+
+impl App {
+    pub async fn open(cfg: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<App> {
+        let kernel = Kernel::open(cfg, clock).await?;
+        let identity = Identity::open(kernel.clone(), &cfg.identity).await?;
+        let catalog = Catalog::open(kernel.clone(), &cfg.catalog).await?;
+        Ok(App {
+            kernel,
+            identity,
+            catalog,
+        })
+    }
+
+    /// Stops background work and closes pools.
+    pub async fn shutdown(&self) {
+        self.kernel.shutdown().await;
+    }
+}

@@ -16,6 +16,19 @@ pub enum AppError {
     Denied(#[from] Denial),
     #[error("storage is unavailable")]
     Unavailable(String),
+    #[error("sign in first")]
+    Unauthenticated,
+    #[error("confirm it is you with a fresh code first")]
+    ReauthenticationRequired,
+    #[error("too many attempts; retry in {retry_after_secs} s")]
+    Throttled {
+        code: &'static str,
+        retry_after_secs: u64,
+    },
+    #[error("the text message gateway is unavailable")]
+    GatewayUnavailable(String),
+    #[error("the identity provider is unavailable")]
+    IdpUnavailable(String),
     #[error("internal error")]
     Internal(String),
 }
@@ -34,6 +47,11 @@ impl AppError {
             AppError::AccountRequired(_) => "account_required",
             AppError::Denied(d) => d.code(),
             AppError::Unavailable(_) => "unavailable",
+            AppError::Unauthenticated => "unauthenticated",
+            AppError::ReauthenticationRequired => "reauthentication_required",
+            AppError::Throttled { code, .. } => code,
+            AppError::GatewayUnavailable(_) => "sms_unavailable",
+            AppError::IdpUnavailable(_) => "idp_unavailable",
             AppError::Internal(_) => "internal",
         }
     }

@@ -19,8 +19,8 @@ pub struct App {
 impl App {
     pub async fn open(cfg: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<App> {
         let kernel = Kernel::open(cfg, clock).await?;
-        let identity = Identity::open(kernel.clone(), &cfg.identity).await?;
-        let catalog = Catalog::open(kernel.clone(), &cfg.catalog).await?;
+        let identity = Identity::open(kernel.clone(), &cfg.identity, &cfg.data_dir).await?;
+        let catalog = Catalog::open(kernel.clone(), &cfg.catalog, &cfg.data_dir).await?;
         Ok(App {
             kernel,
             identity,

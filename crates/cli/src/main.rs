@@ -38,6 +38,9 @@ enum Command {
     /// Inspect the consent ledger.
     #[command(subcommand)]
     Ledger(LedgerCommand),
+    /// Import items into the product catalog.
+    #[command(subcommand)]
+    Catalog(CatalogCommand),
     /// Print a new random master key (base64) for CUSTOS_MASTER_KEY or a key file.
     Keygen,
     /// Print the OpenAPI 3.1 document of the HTTP API.
@@ -173,6 +176,87 @@ enum LedgerCommand {
     },
 }
 
+#[derive(Subcommand)]
+enum CatalogCommand {
+    /// Import items from a JSON array or a CSV file (by extension; see --format). Rows are
+    /// checked one by one and every invalid row is named by its line; nothing is imported
+    /// while any row is invalid, unless --skip-bad-rows. Items with an `external_id` that
+    /// exists already are updated.
+    Import {
+        file: PathBuf,
+        /// Import the valid rows and list the invalid ones instead of importing nothing.
+        #[arg(long)]
+        skip_bad_rows: bool,
+        /// json or csv [default: from the file extension]
+        #[arg(long, value_enum)]
+        format: Option<ImportFormat>,
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ImportFormat {
+    Json,
+    Csv,
+}
+
+async fn catalog(cmd: CatalogCommand) -> anyhow::Result<std::process::ExitCode> {
+    use custos_app::catalog::input::Format;
+    use custos_app::catalog::ImportError;
+    use std::process::ExitCode;
+    let CatalogCommand::Import {
+        file,
+        skip_bad_rows,
+        format,
+        storage,
+    } = cmd;
+    let text = std::fs::read_to_string(&file)
+        .with_context(|| format!("cannot read {}", file.display()))?;
+    let format = match format {
+        Some(ImportFormat::Json) => Format::Json,
+        Some(ImportFormat::Csv) => Format::Csv,
+        None => Format::from_path(&file),
+    };
+    let app = custos_app::App::open(&storage.resolve(None)?, Arc::new(SystemClock)).await?;
+    let mut progress = |n: usize| eprint!("\rwritten {n} rows");
+    let outcome = app
+        .catalog
+        .import_text(&text, format, skip_bad_rows, &mut progress)
+        .await;
+    eprintln!();
+    app.shutdown().await;
+    match outcome {
+        Ok(report) => {
+            for e in &report.skipped {
+                eprintln!("{}:{}: skipped: {}", file.display(), e.line, e.message);
+            }
+            println!(
+                "imported {} items from {}{}",
+                report.imported,
+                file.display(),
+                if report.skipped.is_empty() {
+                    String::new()
+                } else {
+                    format!("; skipped {} invalid rows", report.skipped.len())
+                }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(ImportError::Rows(rows)) => {
+            for e in &rows {
+                eprintln!("{}:{}: {}", file.display(), e.line, e.message);
+            }
+            eprintln!(
+                "{} invalid rows; nothing was imported (use --skip-bad-rows to import the valid ones)",
+                rows.len()
+            );
+            Ok(ExitCode::FAILURE)
+        }
+        Err(ImportError::App(e)) => Err(anyhow::anyhow!("import failed: {e}")),
+    }
+}
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let rt = match tokio::runtime::Builder::new_multi_thread()
@@ -245,6 +329,10 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                     Ok(ExitCode::FAILURE)
                 }
             }
+        }
+        Command::Catalog(cmd) => {
+            init_logs(LogFormat::Text, "warn");
+            catalog(cmd).await
         }
         Command::Keygen => {
             println!(
@@ -406,6 +494,20 @@ async fn serve(args: ServeArgs, file: FileConfig) -> anyhow::Result<()> {
     let demo = args.demo || file.demo.unwrap_or(false);
     let app = custos_app::App::open(&cfg, Arc::new(SystemClock)).await?;
     let kernel = app.kernel.clone();
+    if demo {
+        let n = app
+            .catalog
+            .seed_demo(
+                cfg.catalog
+                    .demo_items
+                    .unwrap_or(custos_app::catalog::demo::DEMO_ITEMS),
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot create the demo catalog: {e}"))?;
+        if n > 0 {
+            tracing::info!(items = n, "created the demo catalog");
+        }
+    }
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;

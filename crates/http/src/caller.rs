@@ -1,7 +1,9 @@
-//! Who is calling. Until accounts exist, a caller is identified only by an anonymous
-//! token (256 random bits) sent back in the `X-Custos-Anonymous` header or the
-//! `__Host-custos-anon` cookie. The server issues one only when the caller records a
-//! decision for a purpose that allows anonymous identifiers; reading pages never sets one.
+//! Who is calling. A signed-in caller is identified by their session (see
+//! [`crate::session`]) and acts as their account's subject. Otherwise a caller is
+//! identified only by an anonymous token (256 random bits) sent back in the
+//! `X-Custos-Anonymous` header or the `__Host-custos-anon` cookie. The server issues one
+//! only when the caller records a decision for a purpose that allows anonymous
+//! identifiers; reading pages never sets one.
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -15,8 +17,10 @@ pub const ANON_COOKIE: &str = "__Host-custos-anon";
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Caller {
-    /// The subject behind a valid token, if any.
+    /// The subject behind a valid session or anonymous token, if any.
     pub subject: Option<SubjectId>,
+    /// The subject is a signed-in account (not an anonymous identifier).
+    pub account: bool,
     /// The request carried `Sec-GPC: 1`.
     pub gpc: bool,
 }
@@ -47,11 +51,22 @@ impl FromRequestParts<AppState> for Caller {
             .get("sec-gpc")
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.trim() == "1");
+        if let Some(session) = crate::session::authenticate_optional(parts, state).await? {
+            return Ok(Caller {
+                subject: Some(session.subject),
+                account: true,
+                gpc,
+            });
+        }
         let subject = match token(&parts.headers) {
             Some(t) => state.kernel.anonymous_subject(&t).await?,
             None => None,
         };
-        Ok(Caller { subject, gpc })
+        Ok(Caller {
+            subject,
+            account: false,
+            gpc,
+        })
     }
 }
 

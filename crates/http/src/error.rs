@@ -24,6 +24,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Seconds for a `Retry-After` header (429 answers).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -32,20 +34,26 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
         }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
+        let mut resp = (
             self.status,
             Json(ErrorBody {
                 code: self.code.to_owned(),
                 message: self.message,
             }),
         )
-            .into_response()
+            .into_response();
+        if let Some(secs) = self.retry_after {
+            resp.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        resp
     }
 }
 
@@ -75,6 +83,35 @@ impl From<AppError> for ApiError {
                     StatusCode::SERVICE_UNAVAILABLE,
                     code,
                     "the service is temporarily unavailable",
+                )
+            }
+            AppError::Unauthenticated => {
+                ApiError::new(StatusCode::UNAUTHORIZED, code, e.to_string())
+            }
+            AppError::ReauthenticationRequired => {
+                ApiError::new(StatusCode::FORBIDDEN, code, e.to_string())
+            }
+            AppError::Throttled {
+                retry_after_secs, ..
+            } => {
+                let mut api = ApiError::new(StatusCode::TOO_MANY_REQUESTS, code, e.to_string());
+                api.retry_after = Some(retry_after_secs);
+                api
+            }
+            AppError::GatewayUnavailable(cause) => {
+                tracing::warn!(%cause, "text message gateway unavailable");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    code,
+                    "text messages cannot be sent right now; retry later",
+                )
+            }
+            AppError::IdpUnavailable(cause) => {
+                tracing::warn!(%cause, "identity provider unavailable");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    code,
+                    "the identity provider cannot be reached right now; retry later",
                 )
             }
             AppError::Internal(cause) => {

@@ -10,6 +10,7 @@
 //! - [`error`]: [`ApiError`], its JSON body and status; extractor rejections use it too.
 //! - [`caller`]: who is calling (anonymous token from header or cookie), GPC signal.
 //! - [`routes`]: handlers and their OpenAPI annotations.
+//! - [`session`]: session authentication (bearer or cookie), CSRF, re-authentication.
 //! - [`openapi`]: the OpenAPI document.
 //! - [`observe`]: metrics recorder and request metrics middleware.
 //!
@@ -23,6 +24,7 @@ pub mod limit;
 pub mod observe;
 pub mod openapi;
 pub mod routes;
+pub mod session;
 
 use std::sync::Arc;
 use std::time::Duration;

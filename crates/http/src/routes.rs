@@ -328,9 +328,14 @@ pub async fn record_consents(
             (sub, Some(token))
         }
     };
+    if caller.account {
+        s.identity
+            .check_minor_decisions(subject, &decisions)
+            .await?;
+    }
     let receipt = s
         .kernel
-        .record_decisions(subject, true, &decisions, method)
+        .record_decisions(subject, !caller.account, &decisions, method)
         .await?;
     let mut resp = (
         StatusCode::CREATED,
@@ -404,7 +409,7 @@ pub async fn withdraw(
     let subject = require_subject(&caller)?;
     let r = s
         .kernel
-        .withdraw(subject, true, &purpose, ConsentMethod::Settings)
+        .withdraw(subject, !caller.account, &purpose, ConsentMethod::Settings)
         .await?;
     Ok(Json(ReceiptView::new(r, None)))
 }

@@ -14,6 +14,9 @@
 //!   `POST /api/v1/consents` with that token in `x-custos-anonymous`, i.e. a consent
 //!   decision written to the ledger and answered with a signed receipt. Only a 201 is a
 //!   success.
+//! - `search`: anonymous `GET /api/v1/items?…` (no token, no cookie), each client cycling
+//!   through [`SEARCH_QUERIES`] (Chinese and English words, a typo, filters, browsing
+//!   newest first). Only a 200 is a success.
 //!
 //! Safety: the target must resolve to loopback addresses only, and every run is bounded
 //! in time (`--duration-secs`, at most 600) and in count (`--max-requests`).
@@ -37,12 +40,28 @@ const CONSENT_BODY: &str =
     r#"{"decisions":[{"purpose":"personalized_ads","decision":"given"}],"method":"dialog"}"#;
 const ANON_HEADER: &str = "x-custos-anonymous";
 
+/// Search requests of `--mode search`, in the order each client cycles through them.
+const SEARCH_QUERIES: &[&str] = &[
+    "/api/v1/items?q=%E8%BF%9E%E8%A1%A3%E8%A3%99",
+    "/api/v1/items?q=dress",
+    "/api/v1/items?q=%E8%93%9D%E7%89%99%E8%80%B3%E6%9C%BA",
+    "/api/v1/items?q=headphnes",
+    "/api/v1/items?q=red&category=clothing",
+    "/api/v1/items?sort=newest",
+    "/api/v1/items?category=home&price_max=200",
+    "/api/v1/items?q=%E5%A4%8F%E5%AD%A3&tags=summer",
+    "/api/v1/items?q=vintage%20lamp",
+    "/api/v1/items?q=%E8%8C%B6%E6%9D%AF&limit=10",
+];
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Mode {
     /// `GET /healthz` (baseline).
     Healthz,
     /// `POST /api/v1/consents` with an anonymous token (consent write + signed receipt).
     Consent,
+    /// Anonymous `GET /api/v1/items` searches from [`SEARCH_QUERIES`].
+    Search,
 }
 
 #[derive(Debug, Parser)]
@@ -150,6 +169,7 @@ fn request(
     mode: Mode,
     authority: &str,
     token: Option<&str>,
+    n: usize,
 ) -> anyhow::Result<Request<Full<Bytes>>> {
     let b = Request::builder().header(hyper::header::HOST, authority);
     Ok(match mode {
@@ -167,6 +187,10 @@ fn request(
             }
             b.body(Full::new(Bytes::from_static(CONSENT_BODY.as_bytes())))?
         }
+        Mode::Search => b
+            .method(Method::GET)
+            .uri(SEARCH_QUERIES[n % SEARCH_QUERIES.len()])
+            .body(Full::new(Bytes::new()))?,
     })
 }
 
@@ -185,7 +209,7 @@ async fn send(
 /// Records one decision without an identifier and returns the issued anonymous token.
 async fn obtain_token(t: &Target) -> anyhow::Result<String> {
     let mut sender = connect(t).await?;
-    let (status, body) = send(&mut sender, request(Mode::Consent, &t.authority, None)?).await?;
+    let (status, body) = send(&mut sender, request(Mode::Consent, &t.authority, None, 0)?).await?;
     if status != StatusCode::CREATED {
         bail!(
             "first consent request answered {status}: {}",
@@ -214,9 +238,10 @@ async fn client(
     stop: Arc<AtomicBool>,
 ) -> ClientStats {
     let expected = match mode {
-        Mode::Healthz => StatusCode::OK,
+        Mode::Healthz | Mode::Search => StatusCode::OK,
         Mode::Consent => StatusCode::CREATED,
     };
+    let mut n = 0usize;
     let mut stats = ClientStats::default();
     let mut sender: Option<SendRequest<Full<Bytes>>> = None;
     loop {
@@ -239,7 +264,8 @@ async fn client(
                 }
             },
         };
-        let req = match request(mode, &t.authority, token.as_deref()) {
+        n += 1;
+        let req = match request(mode, &t.authority, token.as_deref(), n) {
             Ok(r) => r,
             Err(e) => {
                 note_io_error(&mut stats, &window, &e);
@@ -375,6 +401,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mode = match args.mode {
         Mode::Healthz => "healthz",
         Mode::Consent => "consent",
+        Mode::Search => "search",
     };
     let (p50, p90, p99) = (
         percentile(&all.latencies_us, 50.0),

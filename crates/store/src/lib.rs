@@ -12,11 +12,15 @@
 //! - [`personal`]: encrypted personal fields and blind-index lookups; writes need a
 //!   [`custos_core::Permit`].
 //! - [`policy_versions`]: immutable published declarations.
+//! - [`identity`]: accounts, SMS challenges, throttle events, sessions (issue 3).
 //! - [`secrets`]: installation secrets (the receipt signing key), wrapped by the master key.
 //!
 //! Must not import: HTTP.
 
+pub mod catalog;
 pub mod db;
+pub mod identity;
+pub mod interactions;
 pub mod ledger;
 pub mod personal;
 pub mod policy_versions;

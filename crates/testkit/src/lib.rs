@@ -5,8 +5,11 @@
 //!   When the server is unreachable the PostgreSQL half of a suite is skipped with a
 //!   message, unless `CUSTOS_REQUIRE_POSTGRES=1` (set by CI), which turns it into a failure.
 //! - [`file_contains`] / [`files_contain`]: byte search in database files and dumps.
+//! - [`oidc::MockIdp`]: a real OpenID Connect provider process (oauth2-mock-server).
 //!
 //! Must not be a dependency of anything but tests.
+
+pub mod oidc;
 
 use std::path::Path;
 

@@ -478,7 +478,9 @@ async fn a_reopened_process_catches_up_with_changes_made_while_it_was_down(env: 
 use custos_app::catalog::interactions::Kind;
 use custos_core::{GateContext, SubjectId};
 
-async fn what_a_user_keeps_is_listed_for_them_alone_and_only_they_can_change_or_delete_it(env: Env) {
+async fn what_a_user_keeps_is_listed_for_them_alone_and_only_they_can_change_or_delete_it(
+    env: Env,
+) {
     let c = env.catalog();
     let ids = import_csv(c, CSV).await;
     let media = c.add_media(ids[0], png(8, 8)).await.unwrap();
@@ -487,7 +489,10 @@ async fn what_a_user_keeps_is_listed_for_them_alone_and_only_they_can_change_or_
     let b = c.bookmark(alice, &ctx, ids[0], Some("夏天")).await.unwrap();
     let (s, _token) = c.share(alice, &ctx, ids[1]).await.unwrap();
     let d = c.download(alice, &ctx, media.id).await.unwrap().record;
-    let m = c.comment(alice, &ctx, ids[0], "很好看 lovely", false).await.unwrap();
+    let m = c
+        .comment(alice, &ctx, ids[0], "很好看 lovely", false)
+        .await
+        .unwrap();
     assert_eq!(c.bookmarks(alice).await.unwrap()[0].collection, "夏天");
     assert_eq!(c.shares(alice).await.unwrap().len(), 1);
     assert_eq!(c.downloads(alice).await.unwrap().len(), 1);
@@ -497,25 +502,58 @@ async fn what_a_user_keeps_is_listed_for_them_alone_and_only_they_can_change_or_
     assert!(c.shares(bob).await.unwrap().is_empty());
     assert!(c.downloads(bob).await.unwrap().is_empty());
     assert!(c.my_comments(bob).await.unwrap().is_empty());
-    let owned = [(Kind::Bookmark, b.id), (Kind::Share, s.id), (Kind::Download, d.id), (Kind::Comment, m.id)];
+    let owned = [
+        (Kind::Bookmark, b.id),
+        (Kind::Share, s.id),
+        (Kind::Download, d.id),
+        (Kind::Comment, m.id),
+    ];
     for (kind, id) in owned {
-        assert_eq!(c.remove(bob, kind, id).await.unwrap_err().code(), "not_found", "{kind:?}");
+        assert_eq!(
+            c.remove(bob, kind, id).await.unwrap_err().code(),
+            "not_found",
+            "{kind:?}"
+        );
     }
-    assert_eq!(c.revoke_share(bob, s.id).await.unwrap_err().code(), "not_found");
-    assert_eq!(c.edit_comment(bob, &ctx, m.id, "hacked", false).await.unwrap_err().code(), "not_found");
-    assert_eq!(c.comments_on(ids[0]).await.unwrap()[0].body, "很好看 lovely");
+    assert_eq!(
+        c.revoke_share(bob, s.id).await.unwrap_err().code(),
+        "not_found"
+    );
+    assert_eq!(
+        c.edit_comment(bob, &ctx, m.id, "hacked", false)
+            .await
+            .unwrap_err()
+            .code(),
+        "not_found"
+    );
+    assert_eq!(
+        c.comments_on(ids[0]).await.unwrap()[0].body,
+        "很好看 lovely"
+    );
     // Alice edits, and deletes each one; then it is gone.
-    let edited = c.edit_comment(alice, &ctx, m.id, "还不错 nice", false).await.unwrap();
+    let edited = c
+        .edit_comment(alice, &ctx, m.id, "还不错 nice", false)
+        .await
+        .unwrap();
     assert_eq!(edited.body, "还不错 nice");
     for (kind, id) in owned {
         c.remove(alice, kind, id).await.unwrap();
-        assert_eq!(c.remove(alice, kind, id).await.unwrap_err().code(), "not_found");
+        assert_eq!(
+            c.remove(alice, kind, id).await.unwrap_err().code(),
+            "not_found"
+        );
     }
     assert!(c.bookmarks(alice).await.unwrap().is_empty());
     assert!(c.shares(alice).await.unwrap().is_empty());
     assert!(c.downloads(alice).await.unwrap().is_empty());
     assert!(c.comments_on(ids[0]).await.unwrap().is_empty());
-    assert_eq!(c.bookmark(alice, &ctx, 999_999, None).await.unwrap_err().code(), "not_found");
+    assert_eq!(
+        c.bookmark(alice, &ctx, 999_999, None)
+            .await
+            .unwrap_err()
+            .code(),
+        "not_found"
+    );
     env.finish().await;
 }
 
@@ -528,22 +566,48 @@ async fn a_comment_that_mentions_someone_needs_the_authors_attestation_which_is_
         let e = c.comment(a, &ctx, ids[0], text, false).await.unwrap_err();
         assert_eq!(e.code(), "attestation_required", "{text}");
     }
-    assert!(c.my_comments(a).await.unwrap().is_empty(), "nothing stored without it");
-    let m = c.comment(a, &ctx, ids[0], "@小李 你穿这个好看", true).await.unwrap();
+    assert!(
+        c.my_comments(a).await.unwrap().is_empty(),
+        "nothing stored without it"
+    );
+    let m = c
+        .comment(a, &ctx, ids[0], "@小李 你穿这个好看", true)
+        .await
+        .unwrap();
     assert_eq!(m.attested, vec!["mention"]);
-    assert_eq!(c.comments_on(ids[0]).await.unwrap()[0].attested, vec!["mention"]);
+    assert_eq!(
+        c.comments_on(ids[0]).await.unwrap()[0].attested,
+        vec!["mention"]
+    );
     // Editing a comment into a mention needs the attestation again.
     let plain = c.comment(a, &ctx, ids[1], "nice", false).await.unwrap();
     assert!(plain.attested.is_empty());
-    let e = c.edit_comment(a, &ctx, plain.id, "nice, ask Mr. Chen", false).await.unwrap_err();
+    let e = c
+        .edit_comment(a, &ctx, plain.id, "nice, ask Mr. Chen", false)
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), "attestation_required");
-    let named = c.edit_comment(a, &ctx, plain.id, "nice, ask Mr. Chen", true).await.unwrap();
+    let named = c
+        .edit_comment(a, &ctx, plain.id, "nice, ask Mr. Chen", true)
+        .await
+        .unwrap();
     assert_eq!(named.attested, vec!["name"]);
     // Moderation hides a comment from others, not from its author.
     c.moderate(m.id, "hidden").await.unwrap();
     assert!(c.comments_on(ids[0]).await.unwrap().is_empty());
-    assert_eq!(c.my_comments(a).await.unwrap().iter().filter(|x| x.status == "hidden").count(), 1);
-    assert_eq!(c.moderate(m.id, "deleted").await.unwrap_err().code(), "invalid_status");
+    assert_eq!(
+        c.my_comments(a)
+            .await
+            .unwrap()
+            .iter()
+            .filter(|x| x.status == "hidden")
+            .count(),
+        1
+    );
+    assert_eq!(
+        c.moderate(m.id, "deleted").await.unwrap_err().code(),
+        "invalid_status"
+    );
     env.finish().await;
 }
 
@@ -556,7 +620,10 @@ async fn revoked_share_links_and_expired_download_links_stop_working(env: Env) {
     let (s, token) = c.share(a, &ctx, ids[2]).await.unwrap();
     assert_eq!(token.len(), 43, "256 random bits");
     assert_eq!(c.open_share(&token).await.unwrap().id, ids[2]);
-    assert_eq!(c.open_share(&"x".repeat(43)).await.unwrap_err().code(), "not_found");
+    assert_eq!(
+        c.open_share(&"x".repeat(43)).await.unwrap_err().code(),
+        "not_found"
+    );
     c.revoke_share(a, s.id).await.unwrap();
     assert_eq!(c.open_share(&token).await.unwrap_err().code(), "not_found");
     assert!(c.shares(a).await.unwrap()[0].revoked, "listed as revoked");
@@ -566,24 +633,42 @@ async fn revoked_share_links_and_expired_download_links_stop_working(env: Env) {
     let mut forged = link.token.clone().into_bytes();
     forged[2] = if forged[2] == b'A' { b'B' } else { b'A' };
     let forged = String::from_utf8(forged).unwrap();
-    assert_eq!(c.open_download(&forged).await.unwrap_err().code(), "not_found");
+    assert_eq!(
+        c.open_download(&forged).await.unwrap_err().code(),
+        "not_found"
+    );
     env.clock.advance(time::Duration::minutes(16));
-    assert_eq!(c.open_download(&link.token).await.unwrap_err().code(), "link_expired");
+    assert_eq!(
+        c.open_download(&link.token).await.unwrap_err().code(),
+        "link_expired"
+    );
     env.finish().await;
 }
 
-async fn kept_text_is_encrypted_at_rest_and_erasing_the_user_removes_everything_they_kept(env: Env) {
+async fn kept_text_is_encrypted_at_rest_and_erasing_the_user_removes_everything_they_kept(
+    env: Env,
+) {
     let c = env.catalog();
     let ids = import_csv(c, CSV).await;
     let a = SubjectId::random();
     let ctx = GateContext::default();
-    c.bookmark(a, &ctx, ids[0], Some("Secret-Collection-7731")).await.unwrap();
-    c.comment(a, &ctx, ids[0], "Unique-Comment-Text-5512", false).await.unwrap();
+    c.bookmark(a, &ctx, ids[0], Some("Secret-Collection-7731"))
+        .await
+        .unwrap();
+    c.comment(a, &ctx, ids[0], "Unique-Comment-Text-5512", false)
+        .await
+        .unwrap();
     c.share(a, &ctx, ids[1]).await.unwrap();
-    assert_eq!(c.comments_on(ids[0]).await.unwrap()[0].body, "Unique-Comment-Text-5512");
+    assert_eq!(
+        c.comments_on(ids[0]).await.unwrap()[0].body,
+        "Unique-Comment-Text-5512"
+    );
     let dump = dump(&env).await;
     for needle in ["Secret-Collection-7731", "Unique-Comment-Text-5512"] {
-        assert!(!custos_testkit::contains(&dump, needle.as_bytes()), "{needle} stored in plain text");
+        assert!(
+            !custos_testkit::contains(&dump, needle.as_bytes()),
+            "{needle} stored in plain text"
+        );
     }
     assert_eq!(c.erase_subject(a).await.unwrap(), 3);
     env.app.kernel.erase_subject(a).await.unwrap();
@@ -600,7 +685,10 @@ async fn dump(env: &Env) -> Vec<u8> {
         None => {
             for db in [&env.app.kernel.db, env.app.kernel.vault.db()] {
                 if let Db::Sqlite(p) = db {
-                    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(p).await.unwrap();
+                    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                        .execute(p)
+                        .await
+                        .unwrap();
                 }
             }
             std::fs::read_dir(&env.cfg.data_dir)

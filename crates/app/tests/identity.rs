@@ -162,6 +162,8 @@ on_both!(
     expired_codes_sessions_throttle_events_and_texts_are_purged,
     two_sign_ups_of_one_new_number_at_once_make_one_account,
     a_guardian_signed_in_with_their_phone_sees_corrects_and_deletes_the_minors_data_and_withdraws,
+    a_minor_with_a_known_birth_date_becomes_an_adult_on_their_eighteenth_birthday,
+    guessing_codes_across_challenges_is_limited_per_client_address,
 );
 
 async fn sign_in(env: &Env, p: &str) -> custos_app::identity::SignedIn {
@@ -1532,5 +1534,76 @@ async fn a_guardian_signed_in_with_their_phone_sees_corrects_and_deletes_the_min
     );
     assert_eq!(env.id.birth_date(minor).await.unwrap(), None);
     assert!(env.id.guarded_minors(&guardian).await.unwrap().is_empty());
+    env.finish().await;
+}
+
+async fn a_minor_with_a_known_birth_date_becomes_an_adult_on_their_eighteenth_birthday(env: Env) {
+    use custos_core::AgeStatus;
+    let minor = sign_in(&env, PHONE).await.session.subject;
+    // Seventeen, eighteen tomorrow.
+    let birth = born_years_ago(&env, 18);
+    let birth = {
+        let d = time::Date::parse(
+            &birth,
+            time::macros::format_description!("[year]-[month]-[day]"),
+        )
+        .unwrap()
+        .next_day()
+        .unwrap()
+        .next_day()
+        .unwrap();
+        format!("{:04}-{:02}-{:02}", d.year(), d.month() as u8, d.day())
+    };
+    assert_eq!(
+        env.id.declare_birth_date(minor, &birth).await.unwrap(),
+        "minor"
+    );
+    let c = env
+        .id
+        .start_guardian_consent(minor, &phone(GUARDIAN), IP)
+        .await
+        .unwrap();
+    env.id
+        .finish_guardian_consent(minor, &c.challenge_id, &env.last_code(GUARDIAN), &birth, IP)
+        .await
+        .unwrap();
+    assert_eq!(
+        env.id.gate_context(minor).await.unwrap().age,
+        AgeStatus::Minor {
+            guardian_consent: true
+        }
+    );
+    env.tick(86_400);
+    assert_eq!(
+        env.id.gate_context(minor).await.unwrap().age,
+        AgeStatus::Adult
+    );
+    assert_eq!(env.id.account(minor).await.unwrap().age_band, "adult");
+    env.finish().await;
+}
+
+async fn guessing_codes_across_challenges_is_limited_per_client_address(env: Env) {
+    // Sixty verifications an hour from one address, whatever the challenge.
+    for i in 0..60 {
+        let e = env
+            .id
+            .sign_in(&format!("guess-{i}"), "000000", IP)
+            .await
+            .unwrap_err();
+        assert_eq!(code_of(e), "code_invalid");
+    }
+    let c = env.id.start_sign_in(&phone(PHONE), IP).await.unwrap();
+    let code = env.last_code(PHONE_E164);
+    let e = env
+        .id
+        .sign_in(&c.challenge_id, &code, IP)
+        .await
+        .unwrap_err();
+    assert_eq!(code_of(e), "too_many_attempts", "even the right code waits");
+    let elsewhere = Some(IpAddr::V4(Ipv4Addr::new(198, 51, 100, 9)));
+    env.id
+        .sign_in(&c.challenge_id, &code, elsewhere)
+        .await
+        .unwrap();
     env.finish().await;
 }

@@ -246,7 +246,12 @@ pub async fn list_purposes(
     let subject = caller
         .subject
         .unwrap_or_else(|| custos_core::SubjectId::from_u128(0));
-    let statuses = s.kernel.purpose_statuses(subject).await?;
+    let mut statuses = s.kernel.purpose_statuses(subject).await?;
+    if caller.account {
+        s.identity
+            .mark_guardian_required(subject, &mut statuses)
+            .await?;
+    }
     Ok(Json(statuses.into_iter().map(PurposeView::from).collect()))
 }
 

@@ -523,32 +523,91 @@ async fn every_user_owned_resource_is_reachable_by_its_owner_alone() {
     let app = spawn_app(Some(TOKEN)).await;
     let ids = app.import(sample()).await;
     let media = app
-        .operator("POST", &format!("/api/v1/operator/items/{}/media", ids[0]), Some(TOKEN), Body::from(png(16, 16)), false)
+        .operator(
+            "POST",
+            &format!("/api/v1/operator/items/{}/media", ids[0]),
+            Some(TOKEN),
+            Body::from(png(16, 16)),
+            false,
+        )
         .await
         .json()["id"]
         .as_i64()
         .unwrap();
     let (alice, bob) = (signed_in(&app).await, signed_in(&app).await);
 
-    let r = app.as_user("POST", "/api/v1/me/bookmarks", &alice, Some(json!({"item_id": ids[0], "collection": "夏天"}))).await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&r.body));
+    let r = app
+        .as_user(
+            "POST",
+            "/api/v1/me/bookmarks",
+            &alice,
+            Some(json!({"item_id": ids[0], "collection": "夏天"})),
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
     let bookmark = r.json()["id"].as_i64().unwrap();
-    let r = app.as_user("POST", "/api/v1/me/shares", &alice, Some(json!({"item_id": ids[1]}))).await;
+    let r = app
+        .as_user(
+            "POST",
+            "/api/v1/me/shares",
+            &alice,
+            Some(json!({"item_id": ids[1]})),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::CREATED);
-    let (share, share_url) = (r.json()["share"]["id"].as_i64().unwrap(), r.json()["url"].as_str().unwrap().to_owned());
-    let r = app.as_user("POST", "/api/v1/me/downloads", &alice, Some(json!({"media_id": media}))).await;
+    let (share, share_url) = (
+        r.json()["share"]["id"].as_i64().unwrap(),
+        r.json()["url"].as_str().unwrap().to_owned(),
+    );
+    let r = app
+        .as_user(
+            "POST",
+            "/api/v1/me/downloads",
+            &alice,
+            Some(json!({"media_id": media})),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::CREATED);
-    let (download, download_url) = (r.json()["download"]["id"].as_i64().unwrap(), r.json()["url"].as_str().unwrap().to_owned());
-    let r = app.as_user("POST", &format!("/api/v1/items/{}/comments", ids[0]), &alice, Some(json!({"body": "好看"}))).await;
+    let (download, download_url) = (
+        r.json()["download"]["id"].as_i64().unwrap(),
+        r.json()["url"].as_str().unwrap().to_owned(),
+    );
+    let r = app
+        .as_user(
+            "POST",
+            &format!("/api/v1/items/{}/comments", ids[0]),
+            &alice,
+            Some(json!({"body": "好看"})),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::CREATED);
     let comment = r.json()["id"].as_i64().unwrap();
 
     // Without a session: 401. Bob: empty lists, and 404 on each of Alice's ids.
-    for uri in ["/api/v1/me/bookmarks", "/api/v1/me/shares", "/api/v1/me/downloads", "/api/v1/me/comments"] {
+    for uri in [
+        "/api/v1/me/bookmarks",
+        "/api/v1/me/shares",
+        "/api/v1/me/downloads",
+        "/api/v1/me/comments",
+    ] {
         assert_eq!(app.get(uri).await.status, StatusCode::UNAUTHORIZED, "{uri}");
         let r = app.as_user("GET", uri, &bob, None).await;
         assert_eq!(r.json(), json!([]), "{uri}");
-        assert_eq!(app.as_user("GET", uri, &alice, None).await.json().as_array().unwrap().len(), 1, "{uri}");
+        assert_eq!(
+            app.as_user("GET", uri, &alice, None)
+                .await
+                .json()
+                .as_array()
+                .unwrap()
+                .len(),
+            1,
+            "{uri}"
+        );
     }
     let owned = [
         format!("/api/v1/me/bookmarks/{bookmark}"),
@@ -558,27 +617,66 @@ async fn every_user_owned_resource_is_reachable_by_its_owner_alone() {
     ];
     for uri in &owned {
         let r = app.as_user("DELETE", uri, &bob, None).await;
-        assert_eq!((r.status, r.code().as_str()), (StatusCode::NOT_FOUND, "not_found"), "{uri}");
+        assert_eq!(
+            (r.status, r.code().as_str()),
+            (StatusCode::NOT_FOUND, "not_found"),
+            "{uri}"
+        );
     }
-    let r = app.as_user("PATCH", &owned[3], &bob, Some(json!({"body": "hacked"}))).await;
+    let r = app
+        .as_user("PATCH", &owned[3], &bob, Some(json!({"body": "hacked"})))
+        .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
-    assert_eq!(app.get(&share_url).await.status, StatusCode::OK, "still shared");
+    assert_eq!(
+        app.get(&share_url).await.status,
+        StatusCode::OK,
+        "still shared"
+    );
     assert_eq!(app.get(&download_url).await.status, StatusCode::OK);
-    let r = app.get(&format!("/api/v1/items/{}/comments", ids[0])).await.json();
+    let r = app
+        .get(&format!("/api/v1/items/{}/comments", ids[0]))
+        .await
+        .json();
     assert_eq!(r[0]["body"], "好看");
 
     // A mention needs the attestation.
-    let r = app.as_user("PATCH", &owned[3], &alice, Some(json!({"body": "@小王 好看"}))).await;
-    assert_eq!((r.status, r.code().as_str()), (StatusCode::UNPROCESSABLE_ENTITY, "attestation_required"));
-    let r = app.as_user("PATCH", &owned[3], &alice, Some(json!({"body": "@小王 好看", "attest_may_share": true}))).await;
+    let r = app
+        .as_user(
+            "PATCH",
+            &owned[3],
+            &alice,
+            Some(json!({"body": "@小王 好看"})),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "attestation_required")
+    );
+    let r = app
+        .as_user(
+            "PATCH",
+            &owned[3],
+            &alice,
+            Some(json!({"body": "@小王 好看", "attest_may_share": true})),
+        )
+        .await;
     assert_eq!(r.json()["attested"], json!(["mention"]));
 
     // Alice deletes each; the share link stops working.
     for uri in &owned {
-        assert_eq!(app.as_user("DELETE", uri, &alice, None).await.status, StatusCode::NO_CONTENT, "{uri}");
+        assert_eq!(
+            app.as_user("DELETE", uri, &alice, None).await.status,
+            StatusCode::NO_CONTENT,
+            "{uri}"
+        );
     }
     assert_eq!(app.get(&share_url).await.status, StatusCode::NOT_FOUND);
-    assert_eq!(app.get(&format!("/api/v1/items/{}/comments", ids[0])).await.json(), json!([]));
+    assert_eq!(
+        app.get(&format!("/api/v1/items/{}/comments", ids[0]))
+            .await
+            .json(),
+        json!([])
+    );
     let r = app.get("/api/v1/downloads/not-a-link").await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
 }

@@ -866,6 +866,24 @@ async fn a_minor_over_http_is_limited_until_the_guardian_agrees_with_a_code_to_t
         .call("POST", "/api/v1/consents", Some(consent.clone()), auth)
         .await;
     assert_eq!(r.code(), "guardian_consent_required");
+    let purposes = app.call("GET", "/api/v1/purposes", None, auth).await.json();
+    let status = |v: &Value, p: &str| {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["purpose"] == p)
+            .unwrap()["status"]
+            .clone()
+    };
+    assert_eq!(
+        status(&purposes, "personalized_feed"),
+        "guardian_consent_required"
+    );
+    assert_eq!(
+        status(&purposes, "security"),
+        "not_applicable",
+        "the law's own purposes stay"
+    );
     let screen = app
         .call("GET", "/api/v1/me/guardian", None, auth)
         .await
@@ -917,6 +935,8 @@ async fn a_minor_over_http_is_limited_until_the_guardian_agrees_with_a_code_to_t
         .call("POST", "/api/v1/consents", Some(consent), auth)
         .await;
     assert_eq!(r.status, StatusCode::CREATED);
+    let purposes = app.call("GET", "/api/v1/purposes", None, auth).await.json();
+    assert_eq!(status(&purposes, "personalized_feed"), "active");
 }
 
 #[tokio::test]

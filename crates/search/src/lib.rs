@@ -193,6 +193,8 @@ pub struct Page {
     pub sort: Sort,
 }
 
+/// Facet counts and their JSON, shared by every page of a search.
+type SharedFacets = (Arc<Facets>, Arc<str>);
 /// Remembered pages: (search fingerprint, cursor, limit) → (index generation, page).
 type PageCache = std::collections::HashMap<([u8; 8], Option<String>, usize), (u64, Arc<Page>)>;
 /// Remembered counts: search fingerprint → (index generation, total, facets, facets JSON).
@@ -581,8 +583,10 @@ impl SearchIndex {
                         boost,
                     )),
                 ));
-                if distance > 0 {
-                    // Near misses score below exact matches.
+                if distance > 0 && field == f.title {
+                    // Near misses score below exact matches. Only titles are searched
+                    // for them: building the edit-distance automaton and walking the
+                    // term dictionary with it is the dearest part of a search.
                     any.push((
                         Occur::Should,
                         Box::new(BoostQuery::new(
@@ -654,7 +658,7 @@ fn run<C: tantivy::collector::Collector>(
     query: &dyn Query,
     top: C,
     cached: Option<(u64, Arc<Facets>, Arc<str>)>,
-) -> SearchResult<(C::Fruit, u64, (Arc<Facets>, Arc<str>))> {
+) -> SearchResult<(C::Fruit, u64, SharedFacets)> {
     if let Some((total, facets, json)) = cached {
         return Ok((searcher.search(query, &top)?, total, (facets, json)));
     }

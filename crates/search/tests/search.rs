@@ -239,7 +239,12 @@ fn altered_or_foreign_cursors_are_rejected() {
     let idx = sample();
     let mut r = req("dress");
     r.limit = 1;
-    let c = idx.search(&r).unwrap().next_cursor.clone().expect("a second page");
+    let c = idx
+        .search(&r)
+        .unwrap()
+        .next_cursor
+        .clone()
+        .expect("a second page");
     let mut other = req("jeans");
     other.cursor = Some(c.clone());
     assert!(matches!(

@@ -59,6 +59,9 @@ impl std::fmt::Display for RowError {
     }
 }
 
+/// One row of a file: its line, and the item or why it is invalid.
+pub type Row = (usize, Result<NewItem, String>);
+
 /// What an import file is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -78,17 +81,14 @@ impl Format {
 
 /// Parses a whole file into rows, each with its line number and either an item or the
 /// reason it is invalid. A file that is not JSON/CSV at all is one error.
-pub fn parse_file(
-    text: &str,
-    format: Format,
-) -> Result<Vec<(usize, Result<NewItem, String>)>, RowError> {
+pub fn parse_file(text: &str, format: Format) -> Result<Vec<Row>, RowError> {
     match format {
         Format::Json => parse_json(text),
         Format::Csv => parse_csv(text),
     }
 }
 
-fn parse_json(text: &str) -> Result<Vec<(usize, Result<NewItem, String>)>, RowError> {
+fn parse_json(text: &str) -> Result<Vec<Row>, RowError> {
     let values: Vec<serde_json::Value> = serde_json::from_str(text).map_err(|e| RowError {
         line: e.line().max(1),
         message: format!("not a JSON array of items: {e}"),
@@ -101,7 +101,7 @@ fn parse_json(text: &str) -> Result<Vec<(usize, Result<NewItem, String>)>, RowEr
             let line = lines.get(i).copied().unwrap_or(1);
             let item = serde_json::from_value::<ItemInput>(v)
                 .map_err(|e| e.to_string())
-                .and_then(|input| validate(input));
+                .and_then(validate);
             (line, item)
         })
         .collect())
@@ -158,7 +158,7 @@ const CSV_COLUMNS: [&str; 10] = [
     "currency",
 ];
 
-fn parse_csv(text: &str) -> Result<Vec<(usize, Result<NewItem, String>)>, RowError> {
+fn parse_csv(text: &str) -> Result<Vec<Row>, RowError> {
     let mut r = csv::ReaderBuilder::new()
         .flexible(false)
         .from_reader(text.as_bytes());

@@ -424,7 +424,7 @@ impl Catalog {
 
     async fn import_rows(
         &self,
-        rows: Vec<(usize, Result<NewItem, String>)>,
+        rows: Vec<input::Row>,
         skip_bad_rows: bool,
         progress: &mut (dyn FnMut(usize) + Send),
     ) -> Result<ImportReport, ImportError> {

@@ -46,10 +46,10 @@ impl Identity {
     /// consent (`minors_guardian`, read from the gate's view of the ledger, so a
     /// withdrawal counts at once) covers a minor.
     pub async fn gate_context(&self, subject: SubjectId) -> AppResult<GateContext<'static>> {
-        let band = store::account(&self.kernel.db, subject)
-            .await?
-            .map(|a| a.age_band)
-            .unwrap_or_default();
+        let band = match store::account(&self.kernel.db, subject).await? {
+            Some(a) => self.current_band(subject, a.age_band).await?,
+            None => String::new(),
+        };
         let guardian = || async {
             self.kernel.fresh(subject).await?;
             Ok::<bool, AppError>(

@@ -123,6 +123,56 @@ impl Identity {
         self.kernel.clock.now().date()
     }
 
+    /// The band a minor's account has today: minors grow up. The birth date is known
+    /// (stored) only after a guardian's consent; until then the declared band holds.
+    pub(crate) async fn current_band(
+        &self,
+        subject: SubjectId,
+        stored: String,
+    ) -> AppResult<String> {
+        if stored == "adult" {
+            return Ok(stored);
+        }
+        let Some(text) = self.birth_date(subject).await? else {
+            return Ok(stored);
+        };
+        let Ok(bd) = BirthDate::parse(&text, self.today()) else {
+            return Ok(stored);
+        };
+        let now = bd.band(self.today());
+        if now != stored {
+            store::set_age_band(&self.kernel.db, subject, now).await?;
+        }
+        Ok(now.to_owned())
+    }
+
+    /// Marks, for a minor's account still waiting for a guardian, every purpose the gate
+    /// refuses for that reason, so the purpose list tells the truth.
+    pub async fn mark_guardian_required(
+        &self,
+        subject: SubjectId,
+        statuses: &mut [crate::consent::PurposeStatus],
+    ) -> AppResult<()> {
+        let ctx = self.gate_context(subject).await?;
+        if matches!(
+            ctx.age,
+            AgeStatus::Minor {
+                guardian_consent: false
+            } | AgeStatus::Child {
+                guardian_consent: false
+            }
+        ) {
+            for st in statuses.iter_mut() {
+                if let Err(AppError::Denied(custos_core::Denial::GuardianConsentRequired)) =
+                    self.kernel.permit(subject, &st.purpose, &[], &ctx)
+                {
+                    st.status = "guardian_consent_required";
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Records the account holder's age band from their birth date. Returns the band.
     pub async fn declare_birth_date(&self, subject: SubjectId, input: &str) -> AppResult<String> {
         let bd = BirthDate::parse(input, self.today())?;

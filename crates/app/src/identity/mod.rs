@@ -216,3 +216,36 @@ async fn purge_periodically(identity: std::sync::Weak<Identity>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::FileConfig;
+
+    #[test]
+    fn identity_settings_parse_from_custos_toml_and_unknown_keys_are_named() {
+        let cfg: FileConfig = toml::from_str(
+            r#"
+            [identity]
+            sms_per_phone_per_day = 5
+            sms_gateway = "http"
+            sms_http_url = "https://sms.example/send"
+
+            [[identity.oidc]]
+            name = "wechat"
+            issuer = "https://idp.example"
+            client_id = "custos"
+            client_secret = "s3cret"
+            redirect_uri = "https://custos.example/api/v1/auth/oidc/wechat/callback"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(cfg.identity.sms_per_phone_per_day, 5);
+        assert_eq!(
+            cfg.identity.sms_per_phone_per_minute, 1,
+            "defaults fill the rest"
+        );
+        assert_eq!(cfg.identity.oidc[0].name, "wechat");
+        let e = toml::from_str::<FileConfig>("[identity]\nsms_per_phone = 3\n").unwrap_err();
+        assert!(e.to_string().contains("sms_per_phone"), "{e}");
+    }
+}

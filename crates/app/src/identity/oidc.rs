@@ -25,8 +25,8 @@ use custos_store::identity::{self as store, OidcFlow};
 use custos_store::personal::Field;
 use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
 use openidconnect::{
-    AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce, PkceCodeChallenge,
-    PkceCodeVerifier, RedirectUrl, Scope, TokenResponse,
+    AccessTokenHash, AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce,
+    OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope, TokenResponse,
 };
 use rand_core::RngCore;
 use serde::{Deserialize, Serialize};
@@ -422,6 +422,23 @@ impl Identity {
                 tracing::warn!(provider, error = %e, "ID token refused");
                 AppError::bad("id_token_invalid", "the provider's ID token did not verify")
             })?;
+        // The access token must be the one the ID token was issued with, when it says so.
+        if let Some(expected) = claims.access_token_hash() {
+            let verifier = client.id_token_verifier();
+            let actual = id_token
+                .signing_alg()
+                .ok()
+                .zip(id_token.signing_key(&verifier).ok())
+                .and_then(|(alg, key)| {
+                    AccessTokenHash::from_token(token.access_token(), alg, key).ok()
+                });
+            if actual.as_ref() != Some(expected) {
+                return Err(AppError::bad(
+                    "id_token_invalid",
+                    "the access token does not match the ID token",
+                ));
+            }
+        }
         let sub = claims.subject().as_str().to_owned();
         let domain = Identity::idp_domain(provider);
         let linked = k.personal.find(&domain, sub.as_bytes()).await?;

@@ -712,3 +712,33 @@ async fn dump(env: &Env) -> Vec<u8> {
             .collect(),
     }
 }
+
+#[tokio::test]
+async fn media_can_live_in_an_object_store_instead_of_the_data_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = MasterKey::generate(&mut OsRng).to_base64();
+    let mut cfg = config(dir.path(), None, &key, dir.path());
+    cfg.catalog.media_url = Some("memory://".into());
+    let app = App::open(&cfg, Arc::new(FakeClock::default()))
+        .await
+        .unwrap();
+    let ids = import_csv(&app.catalog, CSV).await;
+    let m = app.catalog.add_media(ids[0], png(32, 32)).await.unwrap();
+    assert!(app
+        .catalog
+        .media_store()
+        .exists(&m.object_key)
+        .await
+        .unwrap());
+    assert!(
+        !dir.path().join("media").exists(),
+        "nothing on the local disk"
+    );
+    cfg.catalog.media_dir = Some(dir.path().join("elsewhere"));
+    let both = App::open(&cfg, Arc::new(FakeClock::default())).await;
+    assert!(
+        both.is_err(),
+        "media_dir and media_url together are refused"
+    );
+    app.shutdown().await;
+}

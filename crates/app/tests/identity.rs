@@ -164,6 +164,14 @@ on_both!(
     a_guardian_signed_in_with_their_phone_sees_corrects_and_deletes_the_minors_data_and_withdraws,
     a_minor_with_a_known_birth_date_becomes_an_adult_on_their_eighteenth_birthday,
     guessing_codes_across_challenges_is_limited_per_client_address,
+    a_minors_own_consent_to_minors_guardian_is_refused_and_never_unlocks_the_account,
+    a_minor_can_neither_replace_their_guardian_nor_raise_their_age_through_the_guardian_flow,
+    a_birth_date_given_at_sign_up_sets_the_age_band_of_the_new_account_only,
+    parallel_wrong_passwords_beyond_the_limit_never_reach_verification,
+    texts_go_only_to_allowed_countries_and_within_a_global_hourly_budget,
+    a_guardians_text_says_it_approves_a_minors_account,
+    a_password_or_phone_change_signs_the_other_sessions_out,
+    erasing_a_guardians_account_ends_their_guardianships,
 );
 
 async fn sign_in(env: &Env, p: &str) -> custos_app::identity::SignedIn {
@@ -1204,6 +1212,7 @@ async fn an_identity_provider_links_with_per_field_consent_signs_in_refuses_tamp
             client_secret_file: None,
             redirect_uri: "http://127.0.0.1:9/callback".into(),
         }],
+        avatar_fetch_allow_insecure: true,
         ..IdentityConfig::default()
     };
     let env = Env::open(None, cfg).await;
@@ -1605,5 +1614,417 @@ async fn guessing_codes_across_challenges_is_limited_per_client_address(env: Env
         .sign_in(&c.challenge_id, &code, elsewhere)
         .await
         .unwrap();
+    env.finish().await;
+}
+
+async fn a_minors_own_consent_to_minors_guardian_is_refused_and_never_unlocks_the_account(
+    env: Env,
+) {
+    use custos_core::AgeStatus;
+    let limited = AgeStatus::Minor {
+        guardian_consent: false,
+    };
+    let minor = sign_in(&env, PHONE).await.session.subject;
+    let birth = born_years_ago(&env, 15);
+    env.id.declare_birth_date(minor, &birth).await.unwrap();
+    let own = [custos_app::consent::DecisionInput {
+        purpose: "minors_guardian".into(),
+        decision: custos_core::Decision::Given,
+    }];
+    // Refused for the minor, and for anyone else through the generic path.
+    assert_eq!(
+        code_of(env.id.check_minor_decisions(minor, &own).await.unwrap_err()),
+        "guardian_flow_required"
+    );
+    assert_eq!(
+        code_of(custos_app::identity::minors::check_guardian_decisions(&own).unwrap_err()),
+        "guardian_flow_required"
+    );
+    // Even a `minors_guardian` consent that reached the ledger without the guardian's
+    // flow does not unlock the account.
+    env.kernel
+        .record_decisions(minor, false, &own, custos_core::ConsentMethod::Dialog)
+        .await
+        .unwrap();
+    assert_eq!(env.id.gate_context(minor).await.unwrap().age, limited);
+    assert!(!env.id.account(minor).await.unwrap().guardian_consent);
+    // The guardian consents, then withdraws: the minor cannot give it back themselves.
+    let c = env
+        .id
+        .start_guardian_consent(minor, &phone(GUARDIAN), IP)
+        .await
+        .unwrap();
+    env.id
+        .finish_guardian_consent(minor, &c.challenge_id, &env.last_code(GUARDIAN), &birth, IP)
+        .await
+        .unwrap();
+    assert!(env.id.account(minor).await.unwrap().guardian_consent);
+    env.tick(61);
+    let guardian = fresh_proof(&env, GUARDIAN).await;
+    env.id.guardian_withdraw(&guardian, minor).await.unwrap();
+    assert_eq!(env.id.gate_context(minor).await.unwrap().age, limited);
+    assert_eq!(
+        code_of(env.id.check_minor_decisions(minor, &own).await.unwrap_err()),
+        "guardian_flow_required"
+    );
+    env.kernel
+        .record_decisions(minor, false, &own, custos_core::ConsentMethod::Dialog)
+        .await
+        .unwrap();
+    assert_eq!(env.id.gate_context(minor).await.unwrap().age, limited);
+    env.finish().await;
+}
+
+async fn a_minor_can_neither_replace_their_guardian_nor_raise_their_age_through_the_guardian_flow(
+    env: Env,
+) {
+    use custos_core::AgeStatus;
+    let minor = sign_in(&env, PHONE).await.session.subject;
+    let child = born_years_ago(&env, 10);
+    assert_eq!(
+        env.id.declare_birth_date(minor, &child).await.unwrap(),
+        "child"
+    );
+    let c = env
+        .id
+        .start_guardian_consent(minor, &phone(GUARDIAN), IP)
+        .await
+        .unwrap();
+    // A birth date that would make the child a minor is refused.
+    let e = env
+        .id
+        .finish_guardian_consent(
+            minor,
+            &c.challenge_id,
+            &env.last_code(GUARDIAN),
+            &born_years_ago(&env, 16),
+            IP,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(code_of(e), "birth_date_locked");
+    assert_eq!(env.id.account(minor).await.unwrap().age_band, "child");
+    env.id
+        .finish_guardian_consent(minor, &c.challenge_id, &env.last_code(GUARDIAN), &child, IP)
+        .await
+        .unwrap();
+    assert_eq!(
+        env.id.gate_context(minor).await.unwrap().age,
+        AgeStatus::Child {
+            guardian_consent: true
+        }
+    );
+    // A second guardian cannot take the first one's place.
+    let e = env
+        .id
+        .start_guardian_consent(minor, &phone(OTHER), IP)
+        .await
+        .unwrap_err();
+    assert_eq!(code_of(e), "guardian_exists");
+    env.tick(61);
+    let guardian = fresh_proof(&env, GUARDIAN).await;
+    assert_eq!(env.id.guarded_minors(&guardian).await.unwrap().len(), 1);
+    env.finish().await;
+}
+
+/// Signs `p` in and proves it afresh (the guardian's routes need it).
+async fn fresh_proof(env: &Env, p: &str) -> custos_app::identity::Reauthenticated {
+    let s = sign_in(env, p).await.session;
+    let auth = env.id.authenticate(s.token.expose()).await.unwrap();
+    env.id.reauthenticated(&auth).unwrap()
+}
+
+async fn a_birth_date_given_at_sign_up_sets_the_age_band_of_the_new_account_only(env: Env) {
+    use custos_core::AgeStatus;
+    let child = born_years_ago(&env, 10);
+    let c = env.id.start_sign_in(&phone(PHONE), IP).await.unwrap();
+    let e = env
+        .id
+        .sign_up(
+            &c.challenge_id,
+            &env.last_code(PHONE_E164),
+            Some("2010-02-30"),
+            IP,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(code_of(e), "invalid_birth_date");
+    let s = env
+        .id
+        .sign_up(
+            &c.challenge_id,
+            &env.last_code(PHONE_E164),
+            Some(&child),
+            IP,
+        )
+        .await
+        .unwrap();
+    assert!(s.created);
+    let subject = s.session.subject;
+    assert_eq!(env.id.account(subject).await.unwrap().age_band, "child");
+    assert_eq!(
+        env.id.gate_context(subject).await.unwrap().age,
+        AgeStatus::Child {
+            guardian_consent: false
+        }
+    );
+    // The date itself is not kept before a guardian consents.
+    assert_eq!(env.id.birth_date(subject).await.unwrap(), None);
+    assert!(!custos_testkit::contains(&env.dump(), child.as_bytes()));
+    // Signing in again with another date does not change an existing account.
+    env.tick(61);
+    let c = env.id.start_sign_in(&phone(PHONE), IP).await.unwrap();
+    let again = env
+        .id
+        .sign_up(
+            &c.challenge_id,
+            &env.last_code(PHONE_E164),
+            Some(&born_years_ago(&env, 30)),
+            IP,
+        )
+        .await
+        .unwrap();
+    assert!(!again.created);
+    assert_eq!(env.id.account(subject).await.unwrap().age_band, "child");
+    env.finish().await;
+}
+
+async fn parallel_wrong_passwords_beyond_the_limit_never_reach_verification(env: Env) {
+    let s = sign_in(&env, PHONE).await.session;
+    let auth = env.id.authenticate(s.token.expose()).await.unwrap();
+    let proof = env.id.reauthenticated(&auth).unwrap();
+    env.id
+        .set_password(&proof, &NewPassword::parse(SECRET).unwrap())
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let id = env.id.clone();
+            tokio::spawn(async move {
+                id.sign_in_with_password(
+                    &phone(PHONE),
+                    &Personal::new("wrong-password".to_owned()),
+                    None,
+                )
+                .await
+                .map(|_| ())
+                .unwrap_err()
+                .code()
+            })
+        })
+        .collect();
+    let mut verified = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            "invalid_credentials" => verified += 1,
+            "too_many_attempts" => {}
+            other => panic!("unexpected {other}"),
+        }
+    }
+    // Five failures an hour: never more reach Argon2, however many run at once.
+    // (Under contention the store's limit may refuse more than necessary, never fewer.)
+    assert!(verified <= 5, "{verified} reached verification");
+    if verified == 5 {
+        let e = env
+            .id
+            .sign_in_with_password(&phone(PHONE), &Personal::new(SECRET.to_owned()), None)
+            .await
+            .unwrap_err();
+        assert_eq!(code_of(e), "too_many_attempts");
+    }
+    env.finish().await;
+}
+
+async fn texts_go_only_to_allowed_countries_and_within_a_global_hourly_budget(env: Env) {
+    let sent = || Outbox::read(&env.outbox()).len();
+    // Outside the allowed country codes: refused before anything is sent.
+    let e = env
+        .id
+        .start_sign_in(&phone("+447700900123"), IP)
+        .await
+        .unwrap_err();
+    assert_eq!(code_of(e), "phone_country_not_allowed");
+    assert_eq!(sent(), 0);
+    let id = Identity::with_gateway(
+        env.kernel.clone(),
+        IdentityConfig {
+            sms_per_hour_global: 3,
+            sms_allowed_country_codes: vec!["86".into(), "44".into()],
+            ..IdentityConfig::default()
+        },
+        env.id.gateway.clone(),
+    )
+    .unwrap();
+    id.start_sign_in(&phone("+447700900123"), None)
+        .await
+        .unwrap();
+    // Three texts an hour for the whole service, from any address to any number.
+    for n in ["+8613800000001", "+8613800000002"] {
+        id.start_sign_in(&phone(n), None).await.unwrap();
+    }
+    assert_eq!(sent(), 3);
+    let e = id
+        .start_sign_in(&phone("+8613800000003"), None)
+        .await
+        .unwrap_err();
+    assert_eq!(code_of(e), "too_many_codes");
+    assert_eq!(sent(), 3);
+    env.tick(3601);
+    id.start_sign_in(&phone("+8613800000003"), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        Outbox::read(&env.outbox()).last().unwrap().to,
+        "+8613800000003"
+    );
+    env.finish().await;
+}
+
+async fn a_guardians_text_says_it_approves_a_minors_account(env: Env) {
+    let minor = sign_in(&env, PHONE).await.session.subject;
+    env.id
+        .declare_birth_date(minor, &born_years_ago(&env, 15))
+        .await
+        .unwrap();
+    env.id
+        .start_guardian_consent(minor, &phone(GUARDIAN), IP)
+        .await
+        .unwrap();
+    let entries = Outbox::read(&env.outbox());
+    let sign_in_text = &entries.iter().find(|e| e.to == PHONE_E164).unwrap().text;
+    let guardian_text = &entries.iter().find(|e| e.to == GUARDIAN).unwrap().text;
+    assert_ne!(
+        sign_in_text.replace(|c: char| c.is_ascii_digit(), ""),
+        guardian_text.replace(|c: char| c.is_ascii_digit(), "")
+    );
+    assert!(guardian_text.contains("监护人"), "{guardian_text}");
+    assert!(guardian_text.contains("未成年人"), "{guardian_text}");
+    assert!(!sign_in_text.contains("监护人"));
+    env.finish().await;
+}
+
+/// Serves `body` once per connection without a `Content-Length` (read to the close).
+async fn unsized_server(body: Vec<u8>) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let body = body.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = sock.read(&mut buf).await;
+                let head =
+                    "HTTP/1.1 200 OK\r\ncontent-type: image/png\r\nconnection: close\r\n\r\n";
+                let _ = sock.write_all(head.as_bytes()).await;
+                let _ = sock.write_all(&body).await;
+                let _ = sock.shutdown().await;
+            });
+        }
+    });
+    format!("http://{addr}/avatar.png")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_providers_picture_comes_only_over_https_from_public_addresses_and_within_the_cap() {
+    // Default settings: plain http, and https to a loopback address, are refused.
+    let env = Env::open(None, IdentityConfig::default()).await;
+    let picture = picture_server().await;
+    assert_eq!(env.id.fetch_avatar(&picture).await, None);
+    let https_loopback = picture.replace("http://", "https://");
+    assert_eq!(env.id.fetch_avatar(&https_loopback).await, None);
+    assert_eq!(env.id.fetch_avatar("ftp://example.com/a.png").await, None);
+    env.finish().await;
+    // With the test override, the cap holds even without a Content-Length.
+    let png = avatar_png();
+    let env = Env::open(
+        None,
+        IdentityConfig {
+            avatar_fetch_allow_insecure: true,
+            avatar_max_bytes: png.len() + 16,
+            ..IdentityConfig::default()
+        },
+    )
+    .await;
+    assert!(env
+        .id
+        .fetch_avatar(&unsized_server(png.clone()).await)
+        .await
+        .is_some());
+    let mut big = png.clone();
+    big.resize(png.len() + 64 * 1024, 0);
+    let big_url = unsized_server(big).await;
+    assert_eq!(env.id.fetch_avatar(&big_url).await, None);
+    env.finish().await;
+    // The same picture is fine under a larger cap: the cap, not the bytes, refused it.
+    let env = Env::open(
+        None,
+        IdentityConfig {
+            avatar_fetch_allow_insecure: true,
+            ..IdentityConfig::default()
+        },
+    )
+    .await;
+    assert!(env.id.fetch_avatar(&big_url).await.is_some());
+    env.finish().await;
+}
+
+async fn a_password_or_phone_change_signs_the_other_sessions_out(env: Env) {
+    let other = sign_in(&env, PHONE).await.session;
+    env.tick(61);
+    let mine = fresh_proof(&env, PHONE).await;
+    env.id
+        .set_password(&mine, &NewPassword::parse(SECRET).unwrap())
+        .await
+        .unwrap();
+    assert!(env.id.authenticate(other.token.expose()).await.is_err());
+    assert_eq!(env.id.list_sessions(mine.session()).await.unwrap().len(), 1);
+    // The same after a phone change.
+    env.tick(61);
+    let other = sign_in(&env, PHONE).await.session;
+    env.tick(61);
+    let mine = fresh_proof(&env, PHONE).await;
+    let c = env
+        .id
+        .start_phone_change(&mine, &phone(OTHER), IP)
+        .await
+        .unwrap();
+    env.id
+        .finish_phone_change(&mine, &c.challenge_id, &env.last_code(OTHER), IP)
+        .await
+        .unwrap();
+    assert!(env.id.authenticate(other.token.expose()).await.is_err());
+    assert_eq!(env.id.list_sessions(mine.session()).await.unwrap().len(), 1);
+    env.finish().await;
+}
+
+async fn erasing_a_guardians_account_ends_their_guardianships(env: Env) {
+    use custos_core::AgeStatus;
+    let minor = sign_in(&env, PHONE).await.session.subject;
+    let birth = born_years_ago(&env, 15);
+    env.id.declare_birth_date(minor, &birth).await.unwrap();
+    let c = env
+        .id
+        .start_guardian_consent(minor, &phone(GUARDIAN), IP)
+        .await
+        .unwrap();
+    env.id
+        .finish_guardian_consent(minor, &c.challenge_id, &env.last_code(GUARDIAN), &birth, IP)
+        .await
+        .unwrap();
+    env.tick(61);
+    let guardian = fresh_proof(&env, GUARDIAN).await;
+    assert_eq!(env.id.guarded_minors(&guardian).await.unwrap().len(), 1);
+    env.id.erase_account(guardian.subject()).await.unwrap();
+    // The same number signing up afresh is no one's guardian, and the minor is limited.
+    env.tick(61);
+    let again = fresh_proof(&env, GUARDIAN).await;
+    assert!(env.id.guarded_minors(&again).await.unwrap().is_empty());
+    assert_eq!(
+        env.id.gate_context(minor).await.unwrap().age,
+        AgeStatus::Minor {
+            guardian_consent: false
+        }
+    );
     env.finish().await;
 }

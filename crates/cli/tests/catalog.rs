@@ -181,3 +181,29 @@ async fn serve_demo_starts_with_a_browsable_searchable_catalog_only_once() {
     let (_, body, _) = get(&format!("{}/api/v1/items", server.base)).await;
     assert_eq!(body["total"], 30, "a restart adds nothing");
 }
+
+#[tokio::test]
+async fn an_import_next_to_a_running_server_reaches_its_search_within_seconds() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(dir.path(), &[]);
+    let (_, body, _) = get(&format!("{}/api/v1/items", server.base)).await;
+    assert_eq!(body["total"], 0);
+    std::fs::write(dir.path().join("items.csv"), GOOD).unwrap();
+    let out = custos(
+        &["catalog", "import", "items.csv", "--data-dir", "data"],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let start = std::time::Instant::now();
+    loop {
+        let (_, body, _) = get(&format!("{}/api/v1/items?q=headphones", server.base)).await;
+        if body["total"] == 1 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the server never saw the import: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

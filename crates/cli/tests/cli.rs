@@ -394,7 +394,11 @@ async fn a_withdrawal_through_one_process_is_honoured_by_another_at_once() {
     ];
     // Each instance has its own data directory (search index, media cache), one database.
     let a = serve(dir.path(), &["--data-dir", "a"], &env);
-    let b = serve(dir.path(), &["--log-format", "json", "--data-dir", "b"], &env);
+    let b = serve(
+        dir.path(),
+        &["--log-format", "json", "--data-dir", "b"],
+        &env,
+    );
     let c = client();
     let token = give(&c, &a.base, None, "personalized_ads").await["anonymous_token"]
         .as_str()

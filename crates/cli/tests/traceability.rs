@@ -48,6 +48,7 @@ fn every_test_named_in_the_traceability_matrix_exists() {
                 named += 1;
                 assert!(
                     code.contains(&format!("fn {name}("))
+                        || code.contains(&format!("mod {name} "))
                         || code.contains(&format!("{name},"))
                         || code.contains(&format!("{name}\n")),
                     "docs/traceability.md names `{name}`, which no test defines"

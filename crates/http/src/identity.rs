@@ -92,7 +92,7 @@ pub const AVATAR_BODY_LIMIT: usize = 8 * 1024 * 1024;
           guardian_screen, start_guardian, verify_guardian, oidc_screen, oidc_sign_in_start,
           oidc_link_start, oidc_callback, oidc_links, oidc_unlink, guarded_minors,
           guardian_set_nickname, guardian_delete_field, guardian_withdraw),
-    components(schemas(PhoneRequest, ChallengeView, CodeRequest, SignInView, AccountView,
+    components(schemas(PhoneRequest, ChallengeView, CodeRequest, SignInCodeRequest, SignInView, AccountView,
                        SessionView, PasswordSignIn, ProfileView, NicknameRequest,
                        PasswordRequest, BirthDateRequest, AgeView, GuardianScreenView,
                        GuardianPurposeView, GuardianConsentRequest, OidcScreenView,
@@ -134,6 +134,18 @@ pub struct CodeRequest {
     pub challenge_id: String,
     /// The six digits of the text message.
     pub code: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignInCodeRequest {
+    pub challenge_id: String,
+    /// The six digits of the text message.
+    pub code: String,
+    /// `YYYY-MM-DD`, asked at sign-up: sets the age band of an account this creates
+    /// (under 18: limited until a guardian consents). Ignored for an existing account.
+    #[serde(default)]
+    pub birth_date: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -201,16 +213,19 @@ pub async fn start_sign_in(
 }
 
 /// Proves the code: signs in, creating the account for a new number (P4).
-#[utoipa::path(post, path = "/api/v1/auth/sms/verify", tag = "identity", request_body = CodeRequest,
+#[utoipa::path(post, path = "/api/v1/auth/sms/verify", tag = "identity", request_body = SignInCodeRequest,
     responses((status = 200, body = SignInView),
-              (status = 422, description = "code_invalid, code_expired, code_used, code_exhausted", body = ErrorBody),
+              (status = 422, description = "code_invalid, code_expired, code_used, code_exhausted, invalid_birth_date", body = ErrorBody),
               (status = 429, description = "too_many_attempts", body = ErrorBody)))]
 pub async fn verify_sign_in(
     State(s): State<AppState>,
     ClientIp(ip): ClientIp,
-    ApiJson(req): ApiJson<CodeRequest>,
+    ApiJson(req): ApiJson<SignInCodeRequest>,
 ) -> ApiResult<Response> {
-    let signed = s.identity.sign_in(&req.challenge_id, &req.code, ip).await?;
+    let signed = s
+        .identity
+        .sign_up(&req.challenge_id, &req.code, req.birth_date.as_deref(), ip)
+        .await?;
     Ok(signed_in(&s, signed))
 }
 
@@ -229,6 +244,9 @@ fn signed_in(s: &AppState, signed: SignedIn) -> Response {
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         resp.headers_mut().insert(header::SET_COOKIE, v);
     }
+    // The body carries the session token: no cache may keep it.
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
 }
 
@@ -942,8 +960,8 @@ pub struct MinorView {
 pub async fn guarded_minors(
     State(s): State<AppState>,
     Reauth(proof): Reauth,
-) -> ApiResult<Json<Vec<MinorView>>> {
-    Ok(Json(
+) -> ApiResult<Response> {
+    let list = Json(
         s.identity
             .guarded_minors(&proof)
             .await?
@@ -957,8 +975,13 @@ pub async fn guarded_minors(
                 has_password: m.has_password,
                 fields: m.fields,
             })
-            .collect(),
-    ))
+            .collect::<Vec<_>>(),
+    );
+    // A minor's personal data: no cache may keep it.
+    let mut resp = list.into_response();
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(resp)
 }
 
 fn minor_id(raw: &str) -> ApiResult<custos_core::SubjectId> {

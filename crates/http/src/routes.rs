@@ -324,6 +324,8 @@ pub async fn record_consents(
             decision: d.decision,
         })
         .collect();
+    // Only the guardian's own flow records a guardian's consent, for every caller.
+    custos_app::identity::minors::check_guardian_decisions(&decisions)?;
     // A new anonymous identifier only once the decisions are known to be acceptable.
     let (subject, token) = match caller.subject {
         Some(sub) => (sub, None),

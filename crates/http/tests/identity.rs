@@ -1207,6 +1207,7 @@ async fn only_the_minors_own_guardian_reaches_their_data_over_http() {
         )
         .await;
     assert_eq!(list.status, StatusCode::OK);
+    assert_eq!(list.headers[header::CACHE_CONTROL], "no-store");
     assert_eq!(list.json()[0]["subject"], minor_id.as_str());
     assert_eq!(list.json()[0]["birth_date"], "2012-03-04");
     let theirs = app
@@ -1265,4 +1266,140 @@ async fn only_the_minors_own_guardian_reaches_their_data_over_http() {
         )
         .await;
     assert_eq!(r.code(), "reauthentication_required");
+}
+
+#[tokio::test]
+async fn a_minor_cannot_give_the_guardians_consent_themselves_over_http() {
+    let app = spawn_app().await;
+    let guardian_phone = "+8613600136000";
+    let minor = app.sign_in(PHONE).await;
+    let m = Auth::Bearer(&minor.token);
+    app.call(
+        "PUT",
+        "/api/v1/me/birth-date",
+        Some(json!({"birth_date": "2012-03-04"})),
+        m,
+    )
+    .await;
+    let own = json!({"decisions":[{"purpose":"minors_guardian","decision":"given"}]});
+    let refused = |r: &Resp| {
+        assert_eq!(
+            (r.status, r.code().as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, "guardian_flow_required")
+        )
+    };
+    refused(
+        &app.call("POST", "/api/v1/consents", Some(own.clone()), m)
+            .await,
+    );
+    let me = app.call("GET", "/api/v1/me", None, m).await.json();
+    assert_eq!(me["guardian_consent"], false);
+    // Nobody else reaches it through the generic endpoint either.
+    refused(
+        &app.call("POST", "/api/v1/consents", Some(own.clone()), Auth::None)
+            .await,
+    );
+    // The guardian agrees, then withdraws: the minor cannot give it back.
+    let c = app
+        .call(
+            "POST",
+            "/api/v1/me/guardian/start",
+            Some(json!({"phone": guardian_phone})),
+            m,
+        )
+        .await
+        .json();
+    let r = app
+        .call(
+            "POST",
+            "/api/v1/me/guardian/verify",
+            Some(json!({"challenge_id": c["challenge_id"], "code": app.last_code(guardian_phone), "birth_date": "2012-03-04", "agree": true})),
+            m,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    // A second guardian cannot replace the first.
+    let r = app
+        .call(
+            "POST",
+            "/api/v1/me/guardian/start",
+            Some(json!({"phone": OTHER})),
+            m,
+        )
+        .await;
+    assert_eq!(r.code(), "guardian_exists");
+    let minor_id = uuid_of(&app, &minor).await;
+    app.clock.advance(time::Duration::seconds(61));
+    let guardian = app.sign_in(guardian_phone).await;
+    let withdraw = format!("/api/v1/guardian/minors/{minor_id}/withdraw");
+    let r = app
+        .call("POST", &withdraw, None, Auth::Bearer(&guardian.token))
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    refused(
+        &app.call("POST", "/api/v1/consents", Some(own.clone()), m)
+            .await,
+    );
+    let me = app.call("GET", "/api/v1/me", None, m).await.json();
+    assert_eq!(me["guardian_consent"], false);
+    let r = app
+        .call(
+            "PUT",
+            "/api/v1/me/profile/nickname",
+            Some(json!({"nickname": "kid"})),
+            m,
+        )
+        .await;
+    assert_eq!(r.code(), "guardian_consent_required");
+}
+
+#[tokio::test]
+async fn sign_up_asks_the_birth_date_and_a_minors_new_account_is_limited_and_never_cached() {
+    let app = spawn_app().await;
+    let r = app
+        .call(
+            "POST",
+            "/api/v1/auth/sms/start",
+            Some(json!({ "phone": PHONE })),
+            Auth::None,
+        )
+        .await;
+    let id = r.json()["challenge_id"].as_str().unwrap().to_owned();
+    let code = app.last_code(&e164(PHONE));
+    // An impossible date is refused before the code is spent.
+    let r = app
+        .call(
+            "POST",
+            "/api/v1/auth/sms/verify",
+            Some(json!({ "challenge_id": id, "code": code, "birth_date": "2010-02-30" })),
+            Auth::None,
+        )
+        .await;
+    assert_eq!(r.code(), "invalid_birth_date");
+    let r = app
+        .call(
+            "POST",
+            "/api/v1/auth/sms/verify",
+            Some(json!({ "challenge_id": id, "code": code, "birth_date": "2011-03-04" })),
+            Auth::None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.headers[header::CACHE_CONTROL], "no-store");
+    let token = r.json()["token"].as_str().unwrap().to_owned();
+    let me = app
+        .call("GET", "/api/v1/me", None, Auth::Bearer(&token))
+        .await
+        .json();
+    assert_eq!(me["age_band"], "minor");
+    assert_eq!(me["guardian_consent"], false);
+    let r = app
+        .call(
+            "PUT",
+            "/api/v1/me/profile/nickname",
+            Some(json!({"nickname": "kid"})),
+            Auth::Bearer(&token),
+        )
+        .await;
+    assert_eq!(r.code(), "guardian_consent_required");
 }

@@ -71,6 +71,8 @@ pub enum SearchError {
     InvalidCursor,
     #[error("{0}")]
     InvalidFilter(String),
+    #[error("another process writes to this search index")]
+    Busy,
     #[error("search index error: {0}")]
     Index(#[from] tantivy::TantivyError),
     #[error("search index error: {0}")]
@@ -294,7 +296,12 @@ impl SearchIndex {
     fn finish(index: Index, fields: Fields, cursor_key: [u8; 32]) -> SearchResult<SearchIndex> {
         index.tokenizers().register(TOKENIZER, CjkTokenizer);
         let applied = payload_of(&index).map_or(0, |p| p.seq);
-        let writer = index.writer_with_num_threads(1, WRITER_HEAP)?;
+        let writer = index
+            .writer_with_num_threads(1, WRITER_HEAP)
+            .map_err(|e| match e {
+                tantivy::TantivyError::LockFailure(..) => SearchError::Busy,
+                other => other.into(),
+            })?;
         let reader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)

@@ -276,6 +276,18 @@ pub async fn throttle_record(db: &Db, bucket: &[u8], now_ms: i64) -> StoreResult
     Ok(())
 }
 
+/// Removes the newest event of `bucket` (an attempt counted up front that succeeded).
+pub async fn throttle_forget_newest(db: &Db, bucket: &[u8]) -> StoreResult<()> {
+    on_db!(db, p => sqlx::query(
+        "DELETE FROM throttle_events WHERE id = \
+         (SELECT MAX(id) FROM throttle_events WHERE bucket = $1)")
+        .bind(bucket)
+        .execute(p)
+        .await
+        .map(|_| ())?);
+    Ok(())
+}
+
 /// Deletes events older than every window (`before_ms`). Returns how many.
 pub async fn purge_throttle(db: &Db, before_ms: i64) -> StoreResult<u64> {
     Ok(
@@ -570,6 +582,40 @@ pub async fn is_guardian(db: &Db, guardian_blind: &[u8], minor: SubjectId) -> St
         .fetch_optional(p)
         .await?);
     Ok(row.is_some())
+}
+
+/// Whether a guardian's flow recorded a guardianship for `minor`.
+pub async fn has_guardianship(db: &Db, minor: SubjectId) -> StoreResult<bool> {
+    let row: Option<(String,)> = on_db!(db, p => sqlx::query_as(
+        "SELECT minor FROM guardianships WHERE minor = $1")
+        .bind(minor.to_string())
+        .fetch_optional(p)
+        .await?);
+    Ok(row.is_some())
+}
+
+/// Deletes every guardianship of the guardian with phone index `guardian_blind` (their
+/// account is erased). Returns how many.
+pub async fn delete_guardianships_of(db: &Db, guardian_blind: &[u8]) -> StoreResult<u64> {
+    Ok(
+        on_db!(db, p => sqlx::query("DELETE FROM guardianships WHERE guardian_blind = $1")
+        .bind(guardian_blind)
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected())?),
+    )
+}
+
+/// Deletes the subject's sessions except `keep_id` (after a password or phone change).
+pub async fn delete_other_sessions(db: &Db, subject: SubjectId, keep_id: &str) -> StoreResult<u64> {
+    Ok(
+        on_db!(db, p => sqlx::query("DELETE FROM sessions WHERE subject = $1 AND id <> $2")
+        .bind(subject.to_string())
+        .bind(keep_id)
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected())?),
+    )
 }
 
 pub async fn delete_guardianship(db: &Db, minor: SubjectId) -> StoreResult<()> {

@@ -96,7 +96,6 @@ pub fn mentions(text: &str) -> Vec<&'static str> {
     if phone {
         kinds.push("phone");
     }
-    let lower = text.to_lowercase();
     let titled = ["先生", "女士", "小姐", "老师", "同学"].iter().any(|t| {
         text.match_indices(t).any(|(i, _)| {
             text[..i]
@@ -104,17 +103,25 @@ pub fn mentions(text: &str) -> Vec<&'static str> {
                 .next_back()
                 .is_some_and(custos_search::tokenize::is_cjk)
         })
-    }) || ["mr ", "mr. ", "mrs ", "mrs. ", "ms ", "ms. ", "dr. "]
-        .iter()
-        .any(|t| {
-            lower.match_indices(t).any(|(i, _)| {
-                (i == 0 || !lower.as_bytes()[i - 1].is_ascii_alphabetic())
-                    && text[i + t.len()..]
-                        .chars()
-                        .next()
-                        .is_some_and(char::is_uppercase)
-            })
-        });
+    }) || text.char_indices().any(|(i, _)| {
+        // An English form of address (ASCII, matched without case) before a capital.
+        let rest = &text[i..];
+        let word_start = !text[..i]
+            .chars()
+            .next_back()
+            .is_some_and(char::is_alphabetic);
+        word_start
+            && ["mr ", "mr. ", "mrs ", "mrs. ", "ms ", "ms. ", "dr. "]
+                .iter()
+                .any(|t| {
+                    rest.len() > t.len()
+                        && rest.as_bytes()[..t.len()].eq_ignore_ascii_case(t.as_bytes())
+                        && rest[t.len()..]
+                            .chars()
+                            .next()
+                            .is_some_and(char::is_uppercase)
+                })
+    });
     if titled {
         kinds.push("name");
     }
@@ -545,5 +552,8 @@ mod tests {
         assert!(mentions("很好看，颜色正 great colour, 5 stars, size 38").is_empty());
         assert!(mentions("email me@ home").is_empty());
         assert!(mentions("先生").is_empty());
+        // Letters whose lower case is longer must not shift anything.
+        assert_eq!(mentions("İİİ mr. Smith"), vec!["name"]);
+        assert!(mentions("İstanbul hummr. x").is_empty());
     }
 }

@@ -165,6 +165,38 @@ impl MediaStore {
         MediaStore { store }
     }
 
+    /// An object store named by URL: `s3://BUCKET[/PREFIX]` (S3 or any S3-compatible
+    /// service; credentials, region and endpoint from the usual `AWS_*` variables, e.g.
+    /// `AWS_ENDPOINT` and `AWS_ALLOW_HTTP=true` for MinIO) or `memory://` (tests).
+    /// Several instances that share a catalog must share the media store too.
+    pub fn from_url(url: &str) -> anyhow::Result<MediaStore> {
+        if url == "memory://" {
+            return Ok(MediaStore::new(Arc::new(
+                object_store::memory::InMemory::new(),
+            )));
+        }
+        let Some(rest) = url.strip_prefix("s3://") else {
+            anyhow::bail!(
+                "catalog.media_url must start with s3:// (or be memory://); for a local \
+                 directory use catalog.media_dir"
+            );
+        };
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            anyhow::bail!("catalog.media_url names no bucket: use s3://BUCKET[/PREFIX]");
+        }
+        let s3 = object_store::aws::AmazonS3Builder::from_env()
+            .with_bucket_name(bucket)
+            .build()
+            .map_err(|e| anyhow::anyhow!("catalog.media_url {url}: {e}"))?;
+        let prefix = prefix.trim_matches('/');
+        Ok(if prefix.is_empty() {
+            MediaStore::new(Arc::new(s3))
+        } else {
+            MediaStore::new(Arc::new(object_store::prefix::PrefixStore::new(s3, prefix)))
+        })
+    }
+
     pub async fn put(&self, key: &str, bytes: Vec<u8>) -> AppResult<()> {
         self.store
             .put(&object_path(key)?, bytes.into())
@@ -213,6 +245,18 @@ impl MediaStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn media_urls_name_an_s3_bucket_or_memory_and_nothing_else() {
+        assert!(MediaStore::from_url("memory://").is_ok());
+        let s3 = MediaStore::from_url("s3://custos-media").unwrap();
+        assert!(format!("{s3:?}").contains("custos-media"), "{s3:?}");
+        let prefixed = MediaStore::from_url("s3://custos-media/items/").unwrap();
+        assert!(format!("{prefixed:?}").contains("items"), "{prefixed:?}");
+        for bad in ["s3://", "/var/media", "gs://bucket", "file:///tmp/x"] {
+            assert!(MediaStore::from_url(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn uploads_are_recognised_by_their_bytes() {

@@ -50,7 +50,13 @@ impl Identity {
             Some(a) => self.current_band(subject, a.age_band).await?,
             None => String::new(),
         };
+        // Both the ledger's standing consent and the guardianship recorded by the
+        // guardian's own flow: a consent to `minors_guardian` that reached the ledger any
+        // other way does not unlock the account.
         let guardian = || async {
+            if !store::has_guardianship(&self.kernel.db, subject).await? {
+                return Ok(false);
+            }
             self.kernel.fresh(subject).await?;
             Ok::<bool, AppError>(
                 self.kernel
@@ -92,6 +98,29 @@ impl Identity {
         code: &str,
         ip: Option<IpAddr>,
     ) -> AppResult<SignedIn> {
+        self.sign_up(challenge_id, code, None, ip).await
+    }
+
+    /// Like [`Identity::sign_in`], with the birth date sign-up asks for: when this
+    /// creates the account, its age band is set from it before the session exists (an
+    /// adult's date itself is not kept; a minor's is kept only once a guardian consents,
+    /// like `PUT /me/birth-date`). For an existing account it is ignored: the band of an
+    /// existing account changes only through [`Identity::declare_birth_date`]. An invalid
+    /// date is refused before the code is checked.
+    pub async fn sign_up(
+        &self,
+        challenge_id: &str,
+        code: &str,
+        birth_date: Option<&str>,
+        ip: Option<IpAddr>,
+    ) -> AppResult<SignedIn> {
+        let band = match birth_date {
+            Some(b) => Some(
+                super::minors::BirthDate::parse(b, self.kernel.clock.now().date())?
+                    .band(self.kernel.clock.now().date()),
+            ),
+            None => None,
+        };
         let phone = self
             .verify_challenge(ChallengePurpose::SignIn, challenge_id, code, None, ip)
             .await?;
@@ -104,6 +133,11 @@ impl Identity {
             Some(s) => (s, false),
             None => self.create_account(&phone).await?,
         };
+        if let (true, Some(band)) = (created, band) {
+            if band != "adult" {
+                store::set_age_band(&self.kernel.db, subject, band).await?;
+            }
+        }
         Ok(SignedIn {
             session: self.create_session(subject, true).await?,
             created,
@@ -262,12 +296,20 @@ impl Identity {
         .await?;
         let old_blind = k.ring.blind_index(PHONE_DOMAIN, old.e164().as_bytes());
         store::delete_lookup(&k.db, PHONE_DOMAIN, &old_blind, subject).await?;
+        // Sessions signed in with the old number end; this one stays.
+        store::delete_other_sessions(&k.db, subject, &proof.session().id).await?;
         Ok(())
     }
 
     /// Erases the account: its sessions, pending challenges and account row, then every
     /// personal field, lookup and the subject's key (crypto-shredding).
     pub async fn erase_account(&self, subject: SubjectId) -> AppResult<()> {
+        // Where the erased account was a guardian, its guardianships end with it (the
+        // minors are limited again until a guardian consents anew).
+        if let Ok(phone) = self.account_phone(subject).await {
+            let blind = self.guardian_phone_blind(&phone);
+            store::delete_guardianships_of(&self.kernel.db, &blind).await?;
+        }
         store::delete_account(&self.kernel.db, subject).await?;
         self.kernel.erase_subject(subject).await?;
         Ok(())

@@ -98,6 +98,17 @@ impl Identity {
         ip: Option<IpAddr>,
     ) -> AppResult<Challenge> {
         let phone_key = phone.e164().as_bytes();
+        let allowed = &self.cfg.sms_allowed_country_codes;
+        if !allowed.is_empty()
+            && !allowed
+                .iter()
+                .any(|cc| phone.e164()[1..].starts_with(cc.trim_start_matches('+')))
+        {
+            return Err(AppError::bad(
+                "phone_country_not_allowed",
+                "texts cannot be sent to numbers of this country",
+            ));
+        }
         if let Some(ip) = ip {
             self.hit(self.limit_ip_hour(), &ip_key(ip)).await?;
         }
@@ -106,6 +117,8 @@ impl Identity {
         }
         self.hit(self.limit_phone_minute(), phone_key).await?;
         self.hit(self.limit_phone_day(), phone_key).await?;
+        // Last, so texts refused by another limit do not use the service's budget.
+        self.hit(self.limit_global_hour(), b"").await?;
 
         let mut raw = [0u8; 16];
         OsRng.fill_bytes(&mut raw);
@@ -135,14 +148,14 @@ impl Identity {
             },
         )
         .await?;
-        let text = self
-            .cfg
-            .sms_template
-            .replace("{code}", code.expose())
-            .replace(
-                "{minutes}",
-                &self.cfg.code_ttl_secs.div_ceil(60).to_string(),
-            );
+        let template = match purpose {
+            ChallengePurpose::Guardian => &self.cfg.sms_guardian_template,
+            _ => &self.cfg.sms_template,
+        };
+        let text = template.replace("{code}", code.expose()).replace(
+            "{minutes}",
+            &self.cfg.code_ttl_secs.div_ceil(60).to_string(),
+        );
         self.gateway
             .send(
                 &SmsMessage {

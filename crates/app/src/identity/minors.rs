@@ -201,6 +201,7 @@ impl Identity {
         subject: SubjectId,
         decisions: &[DecisionInput],
     ) -> AppResult<()> {
+        check_guardian_decisions(decisions)?;
         let needs_guardian = matches!(
             self.gate_context(subject).await?.age,
             AgeStatus::Minor {
@@ -262,6 +263,14 @@ impl Identity {
                 "only accounts of users under 18 need a guardian's consent",
             ));
         }
+        // A standing guardian's consent is not replaced by a second guardian the minor
+        // picks; it ends only by its withdrawal.
+        if self.guardian_consents(subject).await? {
+            return Err(AppError::bad(
+                "guardian_exists",
+                "a guardian already consented for this account",
+            ));
+        }
         if self.account_phone(subject).await?.e164() == guardian_phone.e164() {
             return Err(AppError::bad(
                 "guardian_phone_is_own",
@@ -294,6 +303,15 @@ impl Identity {
             return Err(AppError::bad(
                 "guardian_not_needed",
                 "only accounts of users under 18 need a guardian's consent",
+            ));
+        }
+        // The birth date sent here must not make the account older than the band already
+        // declared (a child must not become a minor by the client's say-so).
+        let current = self.account(subject).await?.age_band;
+        if rank(band) > rank(&current) {
+            return Err(AppError::bad(
+                "birth_date_locked",
+                "the age already given cannot be raised; ask support to correct it",
             ));
         }
         let guardian = self
@@ -358,6 +376,13 @@ impl Identity {
         )
         .await?;
         Ok(receipt)
+    }
+
+    /// The guardian index of a phone number.
+    pub(crate) fn guardian_phone_blind(&self, phone: &PhoneNumber) -> [u8; 16] {
+        self.kernel
+            .ring
+            .blind_index(GUARDIAN_DOMAIN, phone.e164().as_bytes())
     }
 
     /// The guardian's phone index, from the guardian's own (re-authenticated) account.
@@ -470,6 +495,23 @@ impl Identity {
             .await?
             .map(|v| String::from_utf8_lossy(v.expose()).into_owned()))
     }
+}
+
+/// Refuses giving consent to `minors_guardian` through the generic consent endpoint, for
+/// every caller: only the guardian's own flow ([`Identity::finish_guardian_consent`],
+/// after the guardian proved their phone) may record it, or a minor could unlock their
+/// own account.
+pub fn check_guardian_decisions(decisions: &[DecisionInput]) -> AppResult<()> {
+    if decisions
+        .iter()
+        .any(|d| d.purpose == GUARDIAN_PURPOSE && d.decision == Decision::Given)
+    {
+        return Err(AppError::bad(
+            "guardian_flow_required",
+            "a guardian's consent is given only by the guardian, with a code to their phone",
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -63,8 +63,19 @@ pub struct IdentityConfig {
     pub password_failures_per_phone_per_hour: u32,
     /// Largest avatar upload, in bytes.
     pub avatar_max_bytes: usize,
+    /// Tests only: lets a provider's picture come over plain `http://` and from loopback
+    /// or private addresses. Off, only `https://` to public addresses is fetched.
+    pub avatar_fetch_allow_insecure: bool,
     /// The text sent; `{code}` and `{minutes}` are replaced.
     pub sms_template: String,
+    /// The text sent to a guardian's phone: it says that the code approves a minor's
+    /// account, so a code is never given away as a "sign-in" one.
+    pub sms_guardian_template: String,
+    /// Country calling codes (without `+`) texts may go to; others get
+    /// `phone_country_not_allowed` before anything is sent (SMS pumping). Empty = any.
+    pub sms_allowed_country_codes: Vec<String>,
+    /// Texts per hour for the whole service, whoever asks (SMS pumping); `0` = off.
+    pub sms_per_hour_global: u32,
     /// `outbox` (development) or `http` (a provider endpoint).
     pub sms_gateway: String,
     /// The outbox file; defaults to `sms-outbox.jsonl` in the data directory.
@@ -98,6 +109,10 @@ impl Default for IdentityConfig {
             password_failures_per_phone_per_hour: 5,
             avatar_max_bytes: 1024 * 1024,
             sms_template: "【好物视界】验证码 {code}，{minutes} 分钟内有效。请勿告诉他人。".into(),
+            sms_guardian_template: "【好物视界】监护人同意验证码 {code}：有未成年人申请使用好物视界账号，输入此码即表示您作为监护人同意其使用。{minutes} 分钟内有效。如非您本人同意，请勿告诉他人。".into(),
+            sms_allowed_country_codes: vec!["86".into()],
+            sms_per_hour_global: 1_000,
+            avatar_fetch_allow_insecure: false,
             sms_gateway: "outbox".into(),
             sms_outbox_path: None,
             sms_outbox_retention_secs: 600,
@@ -118,7 +133,13 @@ pub struct Identity {
     pub cfg: IdentityConfig,
     pub gateway: Arc<dyn sms::SmsGateway>,
     pub oidc: oidc::Providers,
+    /// Bounds the Argon2 work running at once, so a burst of password attempts cannot
+    /// take every blocking thread.
+    pub(crate) argon2: tokio::sync::Semaphore,
 }
+
+/// How many Argon2 hashes or verifications run at once.
+pub const ARGON2_PERMITS: usize = 4;
 
 impl Identity {
     /// Opens the service with the gateway the configuration names.
@@ -178,6 +199,7 @@ impl Identity {
             kernel,
             cfg,
             gateway,
+            argon2: tokio::sync::Semaphore::new(ARGON2_PERMITS),
         }))
     }
 

@@ -546,17 +546,52 @@ impl Identity {
     }
 
     /// Fetches and re-encodes a provider's picture; a failure just means no avatar.
-    async fn fetch_avatar(&self, url: &str) -> Option<Vec<u8>> {
-        if !url.starts_with("https://") && !url.starts_with("http://") {
+    /// Only `https://` URLs whose host resolves to public addresses are fetched (the
+    /// connection is pinned to the checked address, so a second lookup cannot point
+    /// it elsewhere), without redirects, reading at most `avatar_max_bytes` whatever
+    /// `Content-Length` says. `avatar_fetch_allow_insecure` (tests only) lifts the
+    /// scheme and address checks.
+    pub async fn fetch_avatar(&self, url: &str) -> Option<Vec<u8>> {
+        let max = self.cfg.avatar_max_bytes;
+        let insecure = self.cfg.avatar_fetch_allow_insecure;
+        let parsed = reqwest::Url::parse(url).ok()?;
+        let allowed = match parsed.scheme() {
+            "https" => true,
+            "http" => insecure,
+            _ => false,
+        };
+        if !allowed {
             return None;
         }
-        let max = self.cfg.avatar_max_bytes;
-        let resp = self.oidc.http.get(url).send().await.ok()?;
+        let host = parsed.host_str()?.to_owned();
+        let port = parsed.port_or_known_default()?;
+        let mut builder = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(10));
+        if !insecure {
+            let addrs: Vec<std::net::SocketAddr> =
+                tokio::net::lookup_host((host.trim_matches(['[', ']']), port))
+                    .await
+                    .ok()?
+                    .collect();
+            let first = *addrs.first()?;
+            if addrs.iter().any(|a| !is_public(a.ip())) {
+                return None;
+            }
+            builder = builder.resolve(&host, first);
+        }
+        let client = builder.build().ok()?;
+        let mut resp = client.get(parsed).send().await.ok()?;
         if !resp.status().is_success() || resp.content_length().is_some_and(|n| n > max as u64) {
             return None;
         }
-        let bytes = resp.bytes().await.ok()?;
-        let bytes = bytes.to_vec();
+        let mut bytes = Vec::new();
+        while let Some(chunk) = resp.chunk().await.ok()? {
+            if bytes.len() + chunk.len() > max {
+                return None;
+            }
+            bytes.extend_from_slice(&chunk);
+        }
         tokio::task::spawn_blocking(move || normalize_avatar(&bytes, max).ok())
             .await
             .ok()
@@ -612,5 +647,61 @@ impl Identity {
     /// Deletes expired flows. Returns how many.
     pub(crate) async fn purge_oidc_flows(&self) -> AppResult<u64> {
         Ok(store::purge_oidc_flows(&self.kernel.db, self.kernel.clock.now_ms()).await?)
+    }
+}
+
+/// Whether an address is one a provider's picture may be fetched from: not loopback,
+/// private, link-local, unspecified, shared, documentation, multicast or broadcast.
+fn is_public(ip: std::net::IpAddr) -> bool {
+    use std::net::IpAddr;
+    match ip.to_canonical() {
+        IpAddr::V4(a) => {
+            let o = a.octets();
+            !(a.is_loopback()
+                || a.is_private()
+                || a.is_link_local()
+                || a.is_unspecified()
+                || a.is_broadcast()
+                || a.is_multicast()
+                || a.is_documentation()
+                || o[0] == 0
+                || (o[0] == 100 && (64..128).contains(&o[1]))
+                || o[0] >= 240)
+        }
+        IpAddr::V6(a) => {
+            let seg = a.segments();
+            !(a.is_loopback()
+                || a.is_unspecified()
+                || a.is_multicast()
+                || (seg[0] & 0xfe00) == 0xfc00
+                || (seg[0] & 0xffc0) == 0xfe80
+                || (seg[0] == 0x2001 && seg[1] == 0x0db8))
+        }
+    }
+}
+
+#[cfg(test)]
+mod address_tests {
+    #[test]
+    fn only_public_addresses_may_serve_a_providers_picture() {
+        for bad in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "100.64.0.1",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
+        ] {
+            assert!(!super::is_public(bad.parse().unwrap()), "{bad}");
+        }
+        for good in ["1.1.1.1", "203.0.114.1", "2606:4700::1111"] {
+            assert!(super::is_public(good.parse().unwrap()), "{good}");
+        }
     }
 }

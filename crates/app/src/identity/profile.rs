@@ -13,6 +13,7 @@ use std::sync::OnceLock;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use custos_core::{Personal, SubjectId};
+use custos_store::identity as store;
 use custos_store::personal::Field;
 use serde::Serialize;
 
@@ -267,11 +268,19 @@ impl Identity {
     /// Sets or replaces the password; needs a recent re-authentication.
     pub async fn set_password(&self, proof: &Reauthenticated, pw: &NewPassword) -> AppResult<()> {
         let plain = pw.0.clone();
+        let _permit = self
+            .argon2
+            .acquire()
+            .await
+            .map_err(|e| AppError::Internal(format!("argon2 permits: {e}")))?;
         let phc = tokio::task::spawn_blocking(move || hash_password(plain.expose()))
             .await
             .map_err(|e| AppError::Internal(format!("hash task: {e}")))??;
         self.put_profile_field(proof.subject(), PASSWORD, Personal::new(phc.into_bytes()))
-            .await
+            .await?;
+        // Whoever else held a session (maybe with the old password) is signed out.
+        store::delete_other_sessions(&self.kernel.db, proof.subject(), &proof.session().id).await?;
+        Ok(())
     }
 
     /// Removes one profile field (`nickname`, `avatar` or `password`).
@@ -306,7 +315,10 @@ impl Identity {
             self.hit(self.limit_verify_ip_hour(), &ip_key(ip)).await?;
         }
         let key = phone.e164().as_bytes();
-        self.check(self.limit_password_failures(), key).await?;
+        // The attempt counts before the password is verified: checking first and
+        // counting the failure afterwards let parallel attempts all pass the check.
+        // A successful attempt takes its event back below.
+        self.hit(self.limit_password_failures(), key).await?;
         let subject = self.kernel.personal.find(PHONE_DOMAIN, key).await?;
         let stored = match subject {
             Some(s) => self.get_field(s, PASSWORD.0).await?,
@@ -316,6 +328,11 @@ impl Identity {
             .map(|v| String::from_utf8_lossy(v.expose()).into_owned())
             .unwrap_or_else(|| decoy_hash().to_owned());
         let plain = password.clone();
+        let _permit = self
+            .argon2
+            .acquire()
+            .await
+            .map_err(|e| AppError::Internal(format!("argon2 permits: {e}")))?;
         let ok = tokio::task::spawn_blocking(move || {
             plain.expose().chars().count() <= PASSWORD_MAX_CHARS
                 && verify_password(plain.expose(), &phc)
@@ -323,15 +340,14 @@ impl Identity {
         .await
         .map_err(|e| AppError::Internal(format!("verify task: {e}")))?;
         match subject {
-            Some(s) if ok => Ok(SignedIn {
-                session: self.create_session(s, false).await?,
-                created: false,
-            }),
-            _ => {
-                self.record_failure(self.limit_password_failures(), key)
-                    .await?;
-                Err(invalid_credentials())
+            Some(s) if ok => {
+                self.forget_hit(self.limit_password_failures(), key).await?;
+                Ok(SignedIn {
+                    session: self.create_session(s, false).await?,
+                    created: false,
+                })
             }
+            _ => Err(invalid_credentials()),
         }
     }
 }

@@ -29,8 +29,10 @@ pub struct Limit {
 
 /// The key bytes for a client address; IPv6 addresses count per /64, since one host
 /// usually holds a whole /64.
+/// An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`, as dual-stack listeners report IPv4
+/// clients) counts as its IPv4 address, not as one shared /64.
 pub fn ip_key(ip: IpAddr) -> Vec<u8> {
-    match ip {
+    match ip.to_canonical() {
         IpAddr::V4(v4) => v4.octets().to_vec(),
         IpAddr::V6(v6) => v6.octets()[..8].to_vec(),
     }
@@ -92,6 +94,17 @@ impl Identity {
         Ok(())
     }
 
+    /// Takes back the newest event counted against `limit` for `key` (an attempt that
+    /// turned out not to be a failure).
+    pub async fn forget_hit(&self, limit: Limit, key: &[u8]) -> AppResult<()> {
+        if limit.max == 0 {
+            return Ok(());
+        }
+        let bucket = self.bucket(&limit, key);
+        store::throttle_forget_newest(&self.kernel.db, &bucket).await?;
+        Ok(())
+    }
+
     pub(crate) fn limit_phone_minute(&self) -> Limit {
         Limit {
             name: "sms/phone/minute",
@@ -124,6 +137,14 @@ impl Identity {
             code: "too_many_codes",
         }
     }
+    pub(crate) fn limit_global_hour(&self) -> Limit {
+        Limit {
+            name: "sms/global/hour",
+            max: self.cfg.sms_per_hour_global,
+            window_ms: HOUR_MS,
+            code: "too_many_codes",
+        }
+    }
     pub(crate) fn limit_verify_ip_hour(&self) -> Limit {
         Limit {
             name: "verify/ip/hour",
@@ -139,5 +160,30 @@ fn throttled(limit: Limit, oldest_ms: i64, now_ms: i64) -> AppError {
     AppError::Throttled {
         code: limit.code,
         retry_after_secs: u64::try_from(wait_ms).unwrap_or(1_000).div_ceil(1_000),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ip_key;
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+    #[test]
+    fn ipv4_mapped_addresses_count_per_ipv4_address_and_ipv6_per_64() {
+        let mapped = |a: [u8; 4]| IpAddr::V6(Ipv4Addr::from(a).to_ipv6_mapped());
+        assert_ne!(
+            ip_key(mapped([203, 0, 113, 7])),
+            ip_key(mapped([198, 51, 100, 9]))
+        );
+        assert_eq!(
+            ip_key(mapped([203, 0, 113, 7])),
+            ip_key(IpAddr::V4(Ipv4Addr::new(203, 0, 113, 7)))
+        );
+        let v6 = |last: u16| IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 1, 2, 0, 0, 0, last));
+        assert_eq!(ip_key(v6(1)), ip_key(v6(2)));
+        assert_ne!(
+            ip_key(v6(1)),
+            ip_key(IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 1, 3, 0, 0, 0, 1)))
+        );
     }
 }

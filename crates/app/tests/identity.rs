@@ -143,6 +143,7 @@ macro_rules! on_both {
 on_both!(
     a_proven_phone_creates_one_account_and_signs_in_to_it_again,
     a_code_works_once_and_a_replay_is_refused,
+    one_code_verified_many_times_at_once_signs_in_exactly_once,
     a_code_older_than_ten_minutes_is_refused,
     a_code_only_proves_the_challenge_it_was_sent_for,
     five_wrong_codes_kill_the_challenge_even_for_the_right_code,
@@ -215,6 +216,35 @@ async fn a_code_works_once_and_a_replay_is_refused(env: Env) {
         .await
         .unwrap_err();
     assert_eq!(code_of(replay), "code_used");
+    env.finish().await;
+}
+
+async fn one_code_verified_many_times_at_once_signs_in_exactly_once(env: Env) {
+    let c = env.id.start_sign_in(&phone(PHONE), IP).await.unwrap();
+    let code = env.last_code(PHONE_E164);
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (id, challenge, code) = (env.id.clone(), c.challenge_id.clone(), code.clone());
+        tasks.push(tokio::spawn(async move {
+            id.sign_in(&challenge, &code, IP).await
+        }));
+    }
+    let mut won = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => won += 1,
+            // Each attempt is counted before comparing, so late ones may find the
+            // challenge out of tries rather than used: refused either way.
+            Err(e) => assert!(
+                ["code_used", "code_exhausted"].contains(&code_of(e)),
+                "unexpected refusal"
+            ),
+        }
+    }
+    assert_eq!(
+        won, 1,
+        "a code is single use even under concurrent verification"
+    );
     env.finish().await;
 }
 

@@ -24,6 +24,10 @@ pub struct FileConfig {
     pub identity: crate::identity::IdentityConfig,
     #[serde(default)]
     pub catalog: crate::catalog::CatalogConfig,
+    #[serde(default)]
+    pub signals: crate::signals::SignalsConfig,
+    #[serde(default)]
+    pub rights: crate::rights::RightsConfig,
 }
 
 impl FileConfig {
@@ -59,6 +63,8 @@ pub struct Config {
     pub policy: Option<PathBuf>,
     pub identity: crate::identity::IdentityConfig,
     pub catalog: crate::catalog::CatalogConfig,
+    pub signals: crate::signals::SignalsConfig,
+    pub rights: crate::rights::RightsConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -111,6 +117,8 @@ impl Config {
             policy,
             identity: Default::default(),
             catalog: Default::default(),
+            signals: Default::default(),
+            rights: Default::default(),
         })
     }
 

@@ -24,7 +24,9 @@ pub mod error;
 pub mod identity;
 pub mod kernel;
 pub mod ledger_writer;
+pub mod rights;
 pub mod services;
+pub mod signals;
 
 pub use config::Config;
 pub use error::{AppError, AppResult};

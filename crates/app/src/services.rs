@@ -6,6 +6,8 @@ use custos_core::Clock;
 
 use crate::catalog::Catalog;
 use crate::identity::Identity;
+use crate::rights::Rights;
+use crate::signals::Signals;
 use crate::{Config, Kernel};
 
 /// The kernel and the services built on it; cheap to clone.
@@ -14,6 +16,8 @@ pub struct App {
     pub kernel: Arc<Kernel>,
     pub identity: Arc<Identity>,
     pub catalog: Arc<Catalog>,
+    pub signals: Arc<Signals>,
+    pub rights: Arc<Rights>,
 }
 
 impl App {
@@ -21,10 +25,14 @@ impl App {
         let kernel = Kernel::open(cfg, clock).await?;
         let identity = Identity::open(kernel.clone(), &cfg.identity, &cfg.data_dir).await?;
         let catalog = Catalog::open(kernel.clone(), &cfg.catalog, &cfg.data_dir).await?;
+        let signals = Signals::open(kernel.clone(), &cfg.signals).await?;
+        let rights = Rights::open(kernel.clone(), &cfg.rights).await?;
         Ok(App {
             kernel,
             identity,
             catalog,
+            signals,
+            rights,
         })
     }
 

@@ -40,6 +40,8 @@ fn config(
         policy: None,
         identity: Default::default(),
         catalog: Default::default(),
+        signals: Default::default(),
+        rights: Default::default(),
     }
 }
 

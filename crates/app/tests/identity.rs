@@ -46,6 +46,8 @@ impl Env {
                 policy: None,
                 identity: icfg.clone(),
                 catalog: Default::default(),
+                signals: Default::default(),
+                rights: Default::default(),
             };
         let clock = FakeClock::default();
         let kernel = Kernel::open(&cfg, Arc::new(clock.clone())).await.unwrap();

@@ -43,6 +43,8 @@ impl Env {
                 policy: None,
                 identity: Default::default(),
                 catalog: Default::default(),
+                signals: Default::default(),
+                rights: Default::default(),
             };
         let kernel = Kernel::open(&cfg, Arc::new(FakeClock::default()))
             .await

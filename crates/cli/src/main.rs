@@ -88,6 +88,8 @@ impl StorageArgs {
         )?;
         cfg.identity = f.identity;
         cfg.catalog = f.catalog;
+        cfg.signals = f.signals;
+        cfg.rights = f.rights;
         Ok(cfg)
     }
 }

@@ -23,8 +23,10 @@ pub mod identity;
 pub mod limit;
 pub mod observe;
 pub mod openapi;
+pub mod rights;
 pub mod routes;
 pub mod session;
+pub mod signals;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,6 +48,8 @@ pub struct AppState {
     pub kernel: Arc<Kernel>,
     pub identity: Arc<custos_app::identity::Identity>,
     pub catalog: Arc<custos_app::catalog::Catalog>,
+    pub signals: Arc<custos_app::signals::Signals>,
+    pub rights: Arc<custos_app::rights::Rights>,
     pub limiter: limit::WriteLimiter,
 }
 
@@ -76,6 +80,8 @@ pub fn app_with(app: App, opts: HttpOptions) -> Router {
         kernel: app.kernel,
         identity: app.identity,
         catalog: app.catalog,
+        signals: app.signals,
+        rights: app.rights,
         limiter: limit::WriteLimiter::per_second(opts.writes_per_second),
     };
     routes::router()

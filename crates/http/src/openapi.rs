@@ -24,6 +24,8 @@ pub fn document() -> String {
     let mut doc = ApiDoc::openapi();
     doc.merge(crate::identity::IdentityApi::openapi());
     doc.merge(crate::catalog::CatalogApi::openapi());
+    doc.merge(crate::signals::SignalsApi::openapi());
+    doc.merge(crate::rights::RightsApi::openapi());
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
     let mut s = doc
         .to_pretty_json()

@@ -34,6 +34,8 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/receipts/{id}", get(get_receipt))
         .merge(crate::identity::routes())
         .merge(crate::catalog::routes())
+        .merge(crate::signals::routes())
+        .merge(crate::rights::routes())
         .fallback(not_found)
 }
 

@@ -30,6 +30,8 @@ async fn spawn_app() -> TestApp {
         policy: None,
         identity: Default::default(),
         catalog: Default::default(),
+        signals: Default::default(),
+        rights: Default::default(),
     };
     let app = App::open(&cfg, Arc::new(FakeClock::default()))
         .await

@@ -39,6 +39,8 @@ async fn spawn_app_with(identity: custos_app::identity::IdentityConfig) -> TestA
         policy: None,
         identity,
         catalog: Default::default(),
+        signals: Default::default(),
+        rights: Default::default(),
     };
     let clock = FakeClock::default();
     let app = App::open(&cfg, Arc::new(clock.clone())).await.unwrap();

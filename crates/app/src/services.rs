@@ -26,7 +26,13 @@ impl App {
         let identity = Identity::open(kernel.clone(), &cfg.identity, &cfg.data_dir).await?;
         let catalog = Catalog::open(kernel.clone(), &cfg.catalog, &cfg.data_dir).await?;
         let signals = Signals::open(kernel.clone(), &cfg.signals).await?;
-        let rights = Rights::open(kernel.clone(), &cfg.rights).await?;
+        let rights = Rights::open(
+            kernel.clone(),
+            identity.clone(),
+            catalog.clone(),
+            &cfg.rights,
+        )
+        .await?;
         Ok(App {
             kernel,
             identity,

@@ -41,6 +41,9 @@ enum Command {
     /// Import items into the product catalog.
     #[command(subcommand)]
     Catalog(CatalogCommand),
+    /// Check that an erased subject is gone from every store.
+    #[command(subcommand)]
+    Erasure(ErasureCommand),
     /// Print a new random master key (base64) for CUSTOS_MASTER_KEY or a key file.
     Keygen,
     /// Print the OpenAPI 3.1 document of the HTTP API.
@@ -173,6 +176,20 @@ enum RenderFormat {
 enum LedgerCommand {
     /// Walk the hash chain; exit 1 and name the first altered, removed or reordered record.
     Verify {
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum ErasureCommand {
+    /// Scan every table of the data database and the vault, and every file of the data
+    /// directory (search index, local media), for the subject's id in binary and text
+    /// forms; exit 1 naming what was found. Consent ledger records, kept by the random
+    /// subject id alone, are listed as kept and do not fail the check.
+    Verify {
+        /// The subject id (UUID).
+        subject: String,
         #[command(flatten)]
         storage: StorageArgs,
     },
@@ -335,6 +352,10 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Catalog(cmd) => {
             init_logs(LogFormat::Text, "warn");
             catalog(cmd).await
+        }
+        Command::Erasure(ErasureCommand::Verify { subject, storage }) => {
+            init_logs(LogFormat::Text, "warn");
+            erasure_verify(&subject, &storage).await
         }
         Command::Keygen => {
             println!(
@@ -551,4 +572,93 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+/// Tables whose rows are kept after erasure, in de-identified form.
+const KEPT_TABLES: [&str; 1] = ["consent_ledger"];
+
+async fn erasure_verify(
+    subject: &str,
+    storage: &StorageArgs,
+) -> anyhow::Result<std::process::ExitCode> {
+    let id: custos_core::SubjectId = subject
+        .parse()
+        .map_err(|_| anyhow::anyhow!("`{subject}` is not a subject id"))?;
+    let cfg = storage.resolve(None)?;
+    let kernel = Kernel::open(&cfg, Arc::new(SystemClock)).await?;
+    let bytes = vec![id.as_bytes().to_vec()];
+    let hyphenated = id.to_string();
+    let texts = vec![
+        hyphenated.clone(),
+        hyphenated.to_uppercase(),
+        hyphenated.replace('-', ""),
+        hyphenated.replace('-', "").to_uppercase(),
+    ];
+    let mut found = Vec::new();
+    let mut kept = Vec::new();
+    for (store, db) in [("data", &kernel.db), ("vault", kernel.vault.db())] {
+        for h in custos_store::rights::scan(db, &bytes, &texts).await? {
+            let line = format!(
+                "{store} database: {}.{}: {} row(s)",
+                h.table, h.column, h.rows
+            );
+            if store == "data" && KEPT_TABLES.contains(&h.table.as_str()) {
+                kept.push(line);
+            } else {
+                found.push(line);
+            }
+        }
+    }
+    kernel.shutdown().await;
+    // Files: the search index, local media and anything else in the data directory,
+    // except the SQLite databases scanned above and the master key.
+    let mut needles: Vec<Vec<u8>> = bytes;
+    needles.extend(texts.iter().map(|t| t.as_bytes().to_vec()));
+    let mut stack = vec![cfg.data_dir.clone()];
+    let mut files = 0usize;
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let name = e.file_name().to_string_lossy().into_owned();
+            if dir == cfg.data_dir
+                && (name.starts_with("custos.db")
+                    || name.starts_with("keys.db")
+                    || name == "master.key")
+            {
+                continue;
+            }
+            let Ok(content) = std::fs::read(&path) else {
+                continue;
+            };
+            files += 1;
+            if needles
+                .iter()
+                .any(|n| content.windows(n.len()).any(|w| w == n.as_slice()))
+            {
+                found.push(format!("file: {}", path.display()));
+            }
+        }
+    }
+    for k in &kept {
+        println!("kept de-identified (random subject id only): {k}");
+    }
+    if found.is_empty() {
+        println!(
+            "erasure verified: 0 hits for {id} in the data database, the vault and {files} files"
+        );
+        Ok(std::process::ExitCode::SUCCESS)
+    } else {
+        println!("erasure INCOMPLETE: {} hit(s) for {id}", found.len());
+        for f in &found {
+            println!("  {f}");
+        }
+        Ok(std::process::ExitCode::FAILURE)
+    }
 }

@@ -493,7 +493,7 @@ pub async fn get_thumbnail(
 }
 
 /// Requires the operator token.
-fn operator(s: &AppState, headers: &HeaderMap) -> ApiResult<()> {
+pub(crate) fn operator(s: &AppState, headers: &HeaderMap) -> ApiResult<()> {
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

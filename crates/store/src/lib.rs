@@ -24,7 +24,9 @@ pub mod interactions;
 pub mod ledger;
 pub mod personal;
 pub mod policy_versions;
+pub mod rights;
 pub mod secrets;
+pub mod signals;
 pub mod vault;
 
 pub use db::{Backend, Db};

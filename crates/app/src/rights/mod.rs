@@ -1,25 +1,691 @@
 //! Rights and lifecycle (issue 6): access and export, correction, deletion, withdrawal,
 //! account cancellation with erasure, rights tickets with deadlines, complaints, retention.
+//!
+//! Implemented so far: rights tickets (P17, L6). Every request a user makes about their
+//! data is a ticket with a deadline computed from a configurable calendar, a status
+//! history, and, when refused, a mandatory reason, legal basis and the complaint route of
+//! the published declaration. Operators list overdue and near-due tickets.
+
+mod calendar;
 
 use std::sync::Arc;
 
+use custos_core::SubjectId;
+use custos_store::rights::{self as store, Transition};
 use serde::Deserialize;
+use serde::Serialize;
 
-use crate::Kernel;
+pub use calendar::Calendar;
+
+use crate::catalog::Catalog;
+use crate::identity::{Identity, Reauthenticated};
+use crate::{AppError, AppResult, Kernel};
 
 /// `[rights]` in `custos.toml`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RightsConfig {}
-
-/// The rights service.
-#[derive(Debug)]
-pub struct Rights {
-    pub kernel: Arc<Kernel>,
+pub struct RightsConfig {
+    /// Working days to answer an account cancellation (default: 15).
+    pub cancellation_working_days: Option<u32>,
+    /// Calendar months to answer every other request (default: 1).
+    pub deadline_months: Option<u32>,
+    /// Tickets due within this many days are "near due" for operators (default: 3).
+    pub near_due_days: Option<u32>,
+    /// Days that are not working days (default: `["sat", "sun"]`).
+    pub weekend: Option<Vec<String>>,
+    /// Public holidays, `YYYY-MM-DD`, that are not working days either.
+    pub holidays: Option<Vec<String>>,
+    /// Working days that fall on the weekend (make-up days), `YYYY-MM-DD`.
+    pub extra_working_days: Option<Vec<String>>,
+    /// Offset of the calendar's local time from UTC in minutes (default: 480, China).
+    pub utc_offset_minutes: Option<i32>,
+    /// Days after an account cancellation request during which the user can revoke it
+    /// (default: 7).
+    pub cooling_off_days: Option<u32>,
 }
 
-impl Rights {
-    pub async fn open(kernel: Arc<Kernel>, _cfg: &RightsConfig) -> anyhow::Result<Arc<Rights>> {
-        Ok(Arc::new(Rights { kernel }))
+/// What a user can ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TicketKind {
+    Access,
+    Correction,
+    Deletion,
+    Withdrawal,
+    Cancellation,
+    Explanation,
+}
+
+impl TicketKind {
+    pub const ALL: [TicketKind; 6] = [
+        TicketKind::Access,
+        TicketKind::Correction,
+        TicketKind::Deletion,
+        TicketKind::Withdrawal,
+        TicketKind::Cancellation,
+        TicketKind::Explanation,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TicketKind::Access => "access",
+            TicketKind::Correction => "correction",
+            TicketKind::Deletion => "deletion",
+            TicketKind::Withdrawal => "withdrawal",
+            TicketKind::Cancellation => "cancellation",
+            TicketKind::Explanation => "explanation",
+        }
     }
+    pub fn parse(s: &str) -> Option<TicketKind> {
+        TicketKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// Where an operator moves a ticket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Being worked on.
+    InProgress { note: String },
+    /// Done.
+    Completed { note: String },
+    /// Refused: the reason and the legal basis are mandatory (P17).
+    Refused { reason: String, legal_basis: String },
+}
+
+/// The complaint route a refusal names, in both languages of the declaration.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
+pub struct ComplaintRoute {
+    pub en: String,
+    pub zh: String,
+}
+
+/// A ticket as the use cases see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ticket {
+    pub id: i64,
+    pub subject: Option<SubjectId>,
+    pub kind: TicketKind,
+    pub status: String,
+    pub detail: String,
+    pub created_ms: i64,
+    pub due_ms: i64,
+    pub closed_ms: Option<i64>,
+    pub refusal_reason: Option<String>,
+    pub refusal_basis: Option<String>,
+    pub complaint_route: Option<ComplaintRoute>,
+    pub history: Vec<store::TicketEvent>,
+}
+
+impl Ticket {
+    /// Open and past its deadline at `now_ms`.
+    pub fn overdue(&self, now_ms: i64) -> bool {
+        self.closed_ms.is_none() && self.due_ms <= now_ms
+    }
+}
+
+/// The rights service.
+pub struct Rights {
+    pub kernel: Arc<Kernel>,
+    pub identity: Arc<Identity>,
+    pub catalog: Arc<Catalog>,
+    calendar: Calendar,
+    cancellation_working_days: u32,
+    deadline_months: u32,
+    near_due_ms: i64,
+    cooling_off_ms: i64,
+}
+
+impl std::fmt::Debug for Rights {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rights")
+            .field("calendar", &self.calendar)
+            .field("cancellation_working_days", &self.cancellation_working_days)
+            .field("deadline_months", &self.deadline_months)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Longest detail a user may attach to a request.
+pub const MAX_DETAIL: usize = 4000;
+
+impl Rights {
+    pub async fn open(
+        kernel: Arc<Kernel>,
+        identity: Arc<Identity>,
+        catalog: Arc<Catalog>,
+        cfg: &RightsConfig,
+    ) -> anyhow::Result<Arc<Rights>> {
+        let calendar = Calendar::from_config(cfg)?;
+        let deadline_months = cfg.deadline_months.unwrap_or(1);
+        let cancellation_working_days = cfg.cancellation_working_days.unwrap_or(15);
+        if deadline_months == 0 || cancellation_working_days == 0 {
+            anyhow::bail!(
+                "rights.deadline_months and rights.cancellation_working_days must be at least 1"
+            );
+        }
+        Ok(Arc::new(Rights {
+            kernel,
+            identity,
+            catalog,
+            calendar,
+            cancellation_working_days,
+            deadline_months,
+            near_due_ms: i64::from(cfg.near_due_days.unwrap_or(3)) * 86_400_000,
+            cooling_off_ms: i64::from(cfg.cooling_off_days.unwrap_or(7)) * 86_400_000,
+        }))
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.kernel.clock.now_ms()
+    }
+
+    /// The calendar deadlines are computed with.
+    pub fn calendar(&self) -> &Calendar {
+        &self.calendar
+    }
+
+    /// When a request of `kind` made at `at_ms` must be answered.
+    pub fn deadline(&self, kind: TicketKind, at_ms: i64) -> i64 {
+        match kind {
+            TicketKind::Cancellation => self
+                .calendar
+                .add_working_days(at_ms, self.cancellation_working_days),
+            _ => self.calendar.add_months(at_ms, self.deadline_months),
+        }
+    }
+
+    /// The complaint route of the current declaration.
+    pub fn complaint_route(&self) -> ComplaintRoute {
+        let regime = self.kernel.gate.regime();
+        let c = &regime.current().declaration().controller.complaint_route;
+        ComplaintRoute {
+            en: c.en.clone(),
+            zh: c.zh.clone(),
+        }
+    }
+
+    /// Opens a ticket for the subject's request.
+    pub async fn open_ticket(
+        &self,
+        subject: SubjectId,
+        kind: TicketKind,
+        detail: &str,
+    ) -> AppResult<Ticket> {
+        if detail.chars().count() > MAX_DETAIL {
+            return Err(AppError::bad(
+                "detail_too_long",
+                format!("the detail may have at most {MAX_DETAIL} characters"),
+            ));
+        }
+        let now = self.now_ms();
+        let due = self.deadline(kind, now);
+        let t = store::open(&self.kernel.db, subject, kind.as_str(), detail, now, due).await?;
+        self.with_history(t).await
+    }
+
+    /// One of the subject's tickets; another subject's ticket is not found.
+    pub async fn ticket(&self, subject: SubjectId, id: i64) -> AppResult<Ticket> {
+        let t = store::get(&self.kernel.db, id, Some(subject))
+            .await?
+            .ok_or(AppError::NotFound)?;
+        self.with_history(t).await
+    }
+
+    /// The subject's tickets, newest first, with their history.
+    pub async fn tickets(&self, subject: SubjectId) -> AppResult<Vec<Ticket>> {
+        let mut out = Vec::new();
+        for t in store::of_subject(&self.kernel.db, subject).await? {
+            out.push(self.with_history(t).await?);
+        }
+        Ok(out)
+    }
+
+    /// For operators: open tickets that are overdue or due within the near-due window
+    /// (or within `within_ms` when given), soonest first.
+    pub async fn due_soon(&self, within_ms: Option<i64>) -> AppResult<Vec<Ticket>> {
+        let until = self
+            .now_ms()
+            .saturating_add(within_ms.unwrap_or(self.near_due_ms));
+        let mut out = Vec::new();
+        for t in store::open_due_before(&self.kernel.db, until).await? {
+            out.push(self.with_history(t).await?);
+        }
+        Ok(out)
+    }
+
+    /// For operators: any ticket by id.
+    pub async fn ticket_for_operator(&self, id: i64) -> AppResult<Ticket> {
+        let t = store::get(&self.kernel.db, id, None)
+            .await?
+            .ok_or(AppError::NotFound)?;
+        self.with_history(t).await
+    }
+
+    /// For operators: moves an open ticket on. A refusal without a reason or a legal basis
+    /// is rejected; it records the declaration's complaint route.
+    pub async fn decide(&self, id: i64, decision: &Decision) -> AppResult<Ticket> {
+        let route;
+        let t = match decision {
+            Decision::InProgress { note } => Transition {
+                status: "in_progress",
+                note,
+                ..Default::default()
+            },
+            Decision::Completed { note } => Transition {
+                status: "completed",
+                note,
+                closes: true,
+                ..Default::default()
+            },
+            Decision::Refused {
+                reason,
+                legal_basis,
+            } => {
+                if reason.trim().is_empty() {
+                    return Err(AppError::bad(
+                        "refusal_reason_required",
+                        "a refusal needs a reason",
+                    ));
+                }
+                if legal_basis.trim().is_empty() {
+                    return Err(AppError::bad(
+                        "refusal_basis_required",
+                        "a refusal needs the legal basis it rests on",
+                    ));
+                }
+                route = serde_json::to_string(&self.complaint_route())
+                    .map_err(|e| AppError::Internal(e.to_string()))?;
+                Transition {
+                    status: "refused",
+                    note: reason,
+                    closes: true,
+                    refusal_reason: Some(reason),
+                    refusal_basis: Some(legal_basis),
+                    complaint_route: Some(&route),
+                }
+            }
+        };
+        if !store::transition(&self.kernel.db, id, &t, self.now_ms()).await? {
+            // Missing, or already closed.
+            let existing = store::get(&self.kernel.db, id, None).await?;
+            return match existing {
+                None => Err(AppError::NotFound),
+                Some(_) => Err(AppError::bad(
+                    "ticket_closed",
+                    "the ticket is already closed",
+                )),
+            };
+        }
+        self.ticket_for_operator(id).await
+    }
+
+    /// Requests the cancellation of the caller's account (P19): self-service, after
+    /// re-authentication, with no other condition. Opens a cancellation ticket; the account
+    /// is erased when the cooling-off period ends unless the user revokes first.
+    pub async fn request_cancellation(&self, who: &Reauthenticated) -> AppResult<Cancellation> {
+        let subject = who.subject();
+        if let Some(c) = store::cancellation_of(&self.kernel.db, subject).await? {
+            return Ok(self.cancellation_view(c));
+        }
+        let now = self.now_ms();
+        let effective = now.saturating_add(self.cooling_off_ms);
+        let t = self
+            .open_ticket(subject, TicketKind::Cancellation, "")
+            .await?;
+        let note = format!(
+            "cooling-off until {}; the user can revoke until then",
+            custos_core::clock::rfc3339(effective)
+        );
+        store::transition(
+            &self.kernel.db,
+            t.id,
+            &Transition {
+                status: "in_progress",
+                note: &note,
+                ..Default::default()
+            },
+            now,
+        )
+        .await?;
+        if !store::put_cancellation(&self.kernel.db, subject, t.id, now, effective).await? {
+            // A concurrent request won; keep its ticket.
+            self.close_ticket(t.id, "withdrawn", "a concurrent request is pending")
+                .await?;
+        }
+        store::cancellation_of(&self.kernel.db, subject)
+            .await?
+            .map(|c| self.cancellation_view(c))
+            .ok_or_else(|| AppError::Internal("cancellation vanished".into()))
+    }
+
+    /// The caller's pending cancellation, if any.
+    pub async fn cancellation(&self, subject: SubjectId) -> AppResult<Option<Cancellation>> {
+        Ok(store::cancellation_of(&self.kernel.db, subject)
+            .await?
+            .map(|c| self.cancellation_view(c)))
+    }
+
+    /// Revokes a pending cancellation during its cooling-off period; not found when
+    /// there is none (or it was already carried out).
+    pub async fn revoke_cancellation(&self, subject: SubjectId) -> AppResult<()> {
+        let c = store::cancellation_of(&self.kernel.db, subject)
+            .await?
+            .ok_or(AppError::NotFound)?;
+        if c.effective_ms <= self.now_ms() {
+            return Err(AppError::bad(
+                "cooling_off_over",
+                "the cooling-off period is over; the account is being erased",
+            ));
+        }
+        if store::delete_cancellation(&self.kernel.db, subject).await? {
+            self.close_ticket(c.ticket_id, "withdrawn", "revoked by the user")
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Carries out every cancellation whose cooling-off period is over.
+    pub async fn run_due_cancellations(&self) -> AppResult<Vec<ErasureReport>> {
+        let mut out = Vec::new();
+        for c in store::due_cancellations(&self.kernel.db, self.now_ms()).await? {
+            let Ok(bytes) = <[u8; 16]>::try_from(c.subject.as_slice()) else {
+                continue;
+            };
+            out.push(
+                self.erase(SubjectId::from_bytes(bytes), c.ticket_id)
+                    .await?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// Erases a cancelled account from every store (L8): the account, sessions and
+    /// personal rows with the subject's key (crypto-shredding), its bookmarks, downloads,
+    /// shares and comments; its tickets are unlinked; partners that received its data
+    /// are recorded as owed a notification.
+    async fn erase(&self, subject: SubjectId, ticket_id: i64) -> AppResult<ErasureReport> {
+        let now = self.now_ms();
+        let erasure_ref = SubjectId::random().to_string();
+        // Partners that may have received data: recipients of every purpose the gate
+        // allows for this subject, decided before its consents are forgotten.
+        let regime = self.kernel.gate.regime();
+        let mut partners: Vec<String> = regime
+            .purposes()
+            .filter(|(p, _)| self.kernel.gate.status(subject, *p).is_ok())
+            .filter_map(|(_, info)| {
+                regime
+                    .current()
+                    .declaration()
+                    .purposes
+                    .iter()
+                    .find(|d| d.id == info.id)
+            })
+            .flat_map(|d| d.recipients.iter().cloned())
+            .collect();
+        partners.sort();
+        partners.dedup();
+        self.catalog.erase_subject(subject).await?;
+        self.identity.erase_account(subject).await?;
+        for p in &partners {
+            store::add_partner_notification(&self.kernel.db, &erasure_ref, p, now).await?;
+        }
+        let note = format!("account erased; erasure reference {erasure_ref}");
+        self.close_ticket(ticket_id, "completed", &note).await?;
+        store::deidentify_tickets(&self.kernel.db, subject, SubjectId::random()).await?;
+        store::delete_cancellation(&self.kernel.db, subject).await?;
+        Ok(ErasureReport {
+            subject,
+            erasure_ref,
+            ticket_id,
+            kept_deidentified: kept_deidentified(),
+            partners_to_notify: partners,
+        })
+    }
+
+    /// Everything Custos holds about the caller (P33, L7), as JSON following
+    /// `docs/export.schema.json`: account, profile, consents with their signed receipts,
+    /// bookmarks, downloads, shares, comments and rights tickets. The request is itself
+    /// recorded as an access ticket, answered at once.
+    pub async fn export(&self, who: &Reauthenticated) -> AppResult<serde_json::Value> {
+        use custos_core::clock::rfc3339;
+        let subject = who.subject();
+        let ticket = self
+            .open_ticket(subject, TicketKind::Access, "self-service export")
+            .await?;
+        self.close_ticket(ticket.id, "completed", "exported to the user")
+            .await?;
+        let json = |v: &dyn erased::Ser| v.to_json();
+        let account = match self.identity.account(subject).await {
+            Ok(a) => json(&a),
+            Err(AppError::NotFound) => serde_json::Value::Null,
+            Err(e) => return Err(e),
+        };
+        let profile = match self.identity.profile(subject).await {
+            Ok(p) => json(&p),
+            Err(AppError::NotFound) => serde_json::Value::Null,
+            Err(e) => return Err(e),
+        };
+        let records = self.kernel.consent_history(subject).await?;
+        let mut receipt_ids: Vec<uuid::Uuid> = records.iter().map(|r| r.receipt_id).collect();
+        receipt_ids.sort();
+        receipt_ids.dedup();
+        let mut receipts = Vec::new();
+        for id in receipt_ids {
+            receipts.push(json(&self.kernel.receipt(subject, id).await?));
+        }
+        let consents: Vec<serde_json::Value> = records
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "purpose": r.purpose,
+                    "decision": json(&r.decision),
+                    "method": json(&r.method),
+                    "at": rfc3339(r.at_ms),
+                    "policy_hash": r.policy_hash,
+                    "receipt_id": r.receipt_id.to_string(),
+                })
+            })
+            .collect();
+        let tickets: Vec<serde_json::Value> = self
+            .tickets(subject)
+            .await?
+            .into_iter()
+            .map(|t| {
+                serde_json::json!({
+                    "id": t.id,
+                    "kind": t.kind.as_str(),
+                    "status": t.status,
+                    "detail": t.detail,
+                    "created_at": rfc3339(t.created_ms),
+                    "due_at": rfc3339(t.due_ms),
+                    "closed_at": t.closed_ms.map(rfc3339),
+                    "refusal_reason": t.refusal_reason,
+                    "refusal_legal_basis": t.refusal_basis,
+                    "history": t.history.iter().map(|e| serde_json::json!({
+                        "status": e.status, "note": e.note, "at": rfc3339(e.at_ms)
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        let list = |v: Vec<serde_json::Value>| serde_json::Value::Array(v);
+        let c = &self.catalog;
+        Ok(serde_json::json!({
+            "format": "custos-export-v1",
+            "generated_at": rfc3339(self.now_ms()),
+            "subject": subject.to_string(),
+            "account": account,
+            "profile": profile,
+            "consents": consents,
+            "receipts": receipts,
+            "bookmarks": list(c.bookmarks(subject).await?.iter().map(|v| json(v)).collect()),
+            "downloads": list(c.downloads(subject).await?.iter().map(|v| json(v)).collect()),
+            "shares": list(c.shares(subject).await?.iter().map(|v| json(v)).collect()),
+            "comments": list(c.my_comments(subject).await?.iter().map(|v| json(v)).collect()),
+            "rights_tickets": tickets,
+        }))
+    }
+
+    async fn close_ticket(&self, id: i64, status: &str, note: &str) -> AppResult<()> {
+        store::transition(
+            &self.kernel.db,
+            id,
+            &Transition {
+                status,
+                note,
+                closes: true,
+                ..Default::default()
+            },
+            self.now_ms(),
+        )
+        .await?;
+        Ok(())
+    }
+
+    fn cancellation_view(&self, c: store::Cancellation) -> Cancellation {
+        Cancellation {
+            ticket_id: c.ticket_id,
+            requested_ms: c.requested_ms,
+            effective_ms: c.effective_ms,
+            kept_deidentified: kept_deidentified(),
+        }
+    }
+
+    async fn with_history(&self, t: store::Ticket) -> AppResult<Ticket> {
+        let history = store::events(&self.kernel.db, t.id).await?;
+        let kind = TicketKind::parse(&t.kind)
+            .ok_or_else(|| AppError::Internal(format!("unknown ticket kind {}", t.kind)))?;
+        Ok(Ticket {
+            id: t.id,
+            subject: <[u8; 16]>::try_from(t.subject.as_slice())
+                .ok()
+                .map(SubjectId::from_bytes),
+            kind,
+            status: t.status,
+            detail: t.detail,
+            created_ms: t.created_ms,
+            due_ms: t.due_ms,
+            closed_ms: t.closed_ms,
+            refusal_reason: t.refusal_reason,
+            refusal_basis: t.refusal_basis,
+            complaint_route: t
+                .complaint_route
+                .as_deref()
+                .and_then(|r| serde_json::from_str(r).ok()),
+            history,
+        })
+    }
+}
+
+/// What erasure keeps, and in which form.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Kept {
+    pub what: &'static str,
+    pub form: &'static str,
+    pub why: &'static str,
+}
+
+/// What the law requires to be kept after an account is erased, only in de-identified
+/// form (P19, L8).
+pub fn kept_deidentified() -> Vec<Kept> {
+    vec![
+        Kept {
+            what: "consent ledger records",
+            form: "under the account's random subject id only, with no account, phone or key left to link it to a person",
+            why: "proof of the consent decisions that were made (PIPL art. 14, 15)",
+        },
+        Kept {
+            what: "security logs",
+            form: "pseudonymized request logs with no account identifier",
+            why: "network security obligations: at least six months (Cybersecurity Law art. 21)",
+        },
+        Kept {
+            what: "rights tickets",
+            form: "kind, deadlines and status history under a new random id, without the request text",
+            why: "record of how rights requests were answered (PIPL art. 50)",
+        },
+    ]
+}
+
+/// A pending account cancellation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cancellation {
+    pub ticket_id: i64,
+    pub requested_ms: i64,
+    /// When the account is erased unless the user revokes before.
+    pub effective_ms: i64,
+    pub kept_deidentified: Vec<Kept>,
+}
+
+/// What erasing a cancelled account did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErasureReport {
+    pub subject: SubjectId,
+    /// A random reference for the erasure, by which partner notifications are tracked.
+    pub erasure_ref: String,
+    pub ticket_id: i64,
+    pub kept_deidentified: Vec<Kept>,
+    /// Partners that received data and must be told (recorded until the partner
+    /// mechanism exists).
+    pub partners_to_notify: Vec<String>,
+}
+
+mod erased {
+    /// Serializes any view to JSON (`null` if it cannot be).
+    pub trait Ser {
+        fn to_json(&self) -> serde_json::Value;
+    }
+    impl<T: serde::Serialize> Ser for T {
+        fn to_json(&self) -> serde_json::Value {
+            serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
+        }
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// A human-readable HTML summary of an export made by [`Rights::export`].
+pub fn export_html(export: &serde_json::Value) -> String {
+    let mut out = String::from(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Your data</title></head><body>",
+    );
+    out.push_str("<h1>Your data in Custos</h1>");
+    out.push_str(&format!(
+        "<p>Generated {} for account {}.</p>",
+        escape(export["generated_at"].as_str().unwrap_or("")),
+        escape(export["subject"].as_str().unwrap_or(""))
+    ));
+    for (key, title) in [
+        ("account", "Account"),
+        ("profile", "Profile"),
+        ("consents", "Consent decisions"),
+        ("bookmarks", "Bookmarks"),
+        ("downloads", "Downloads"),
+        ("shares", "Share links"),
+        ("comments", "Comments"),
+        ("rights_tickets", "Your rights requests"),
+        ("receipts", "Signed consent receipts"),
+    ] {
+        out.push_str(&format!("<h2>{title}</h2>"));
+        match &export[key] {
+            serde_json::Value::Array(items) if items.is_empty() => out.push_str("<p>None.</p>"),
+            serde_json::Value::Array(items) => {
+                out.push_str(&format!("<p>{} entries.</p><ul>", items.len()));
+                for it in items {
+                    out.push_str(&format!(
+                        "<li><code>{}</code></li>",
+                        escape(&it.to_string())
+                    ));
+                }
+                out.push_str("</ul>");
+            }
+            serde_json::Value::Null => out.push_str("<p>None.</p>"),
+            v => out.push_str(&format!("<pre>{}</pre>", escape(&v.to_string()))),
+        }
+    }
+    out.push_str("</body></html>");
+    out
 }

@@ -28,6 +28,12 @@ pub struct FileConfig {
     pub signals: crate::signals::SignalsConfig,
     #[serde(default)]
     pub rights: crate::rights::RightsConfig,
+    #[serde(default)]
+    pub jobs: crate::jobs::JobsConfig,
+    #[serde(default)]
+    pub ops: crate::ops::OpsConfig,
+    #[serde(default)]
+    pub residency: crate::ops::residency::ResidencyConfig,
 }
 
 impl FileConfig {
@@ -37,7 +43,7 @@ impl FileConfig {
             Ok(text) => toml::from_str(&text).map_err(|e| {
                 anyhow::anyhow!(
                     "{}: {e}\n  valid keys: listen, data_dir, database_url, vault_url, \
-                     master_key_file, policy, demo, log_format, write_rate_limit, [identity], [catalog]",
+                     master_key_file, policy, demo, log_format, write_rate_limit, [identity], [catalog], [signals], [rights], [jobs], [ops], [residency]",
                     path.display()
                 )
             }),
@@ -65,6 +71,31 @@ pub struct Config {
     pub catalog: crate::catalog::CatalogConfig,
     pub signals: crate::signals::SignalsConfig,
     pub rights: crate::rights::RightsConfig,
+    pub jobs: crate::jobs::JobsConfig,
+    pub ops: crate::ops::OpsConfig,
+    /// Region of each sink personal data reaches (P20).
+    pub residency: crate::ops::residency::ResidencyConfig,
+}
+
+impl Default for Config {
+    /// The embedded default in the current directory; tests override the storage fields
+    /// and take every service section's default with `..Default::default()`.
+    fn default() -> Config {
+        Config {
+            data_dir: PathBuf::from("."),
+            database_url: "sqlite://custos.db".to_owned(),
+            vault_url: "sqlite://keys.db".to_owned(),
+            master_key: MasterKeySource::DataDir,
+            policy: None,
+            identity: Default::default(),
+            catalog: Default::default(),
+            signals: Default::default(),
+            rights: Default::default(),
+            jobs: Default::default(),
+            ops: Default::default(),
+            residency: Default::default(),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -119,6 +150,9 @@ impl Config {
             catalog: Default::default(),
             signals: Default::default(),
             rights: Default::default(),
+            jobs: Default::default(),
+            ops: Default::default(),
+            residency: Default::default(),
         })
     }
 

@@ -83,6 +83,14 @@ impl Kernel {
         // Withdrawal and refusal stop processing at once: data held for the purpose goes.
         for d in decisions.iter().filter(|d| d.decision != Decision::Given) {
             self.personal.delete_purpose(subject, &d.purpose).await?;
+            // So do the service-log events kept under it, found by the subject's pseudonym.
+            let pseudonym = self.ring.pseudonym(
+                crate::signals::EVENTS_DOMAIN,
+                subject.to_string().as_bytes(),
+            );
+            custos_store::signals::EventStore::new(self.db.clone())
+                .delete_for(&pseudonym, &d.purpose)
+                .await?;
         }
         self.sign_receipt(&records)
     }

@@ -14,6 +14,7 @@
 //! - [`services`]: [`App`], the kernel plus the services built on it.
 //! - [`identity`]: accounts, SMS codes, sessions, profile, third-party login, minors.
 //! - [`catalog`]: items, media, search, interactions.
+//! - [`jobs`]: the retention purge and due cancellations, on a schedule, one runner at a time.
 //!
 //! Must not import: HTTP.
 
@@ -22,8 +23,10 @@ pub mod config;
 pub mod consent;
 pub mod error;
 pub mod identity;
+pub mod jobs;
 pub mod kernel;
 pub mod ledger_writer;
+pub mod ops;
 pub mod rights;
 pub mod services;
 pub mod signals;

@@ -6,6 +6,7 @@ use custos_core::Clock;
 
 use crate::catalog::Catalog;
 use crate::identity::Identity;
+use crate::ops::Ops;
 use crate::rights::Rights;
 use crate::signals::Signals;
 use crate::{Config, Kernel};
@@ -18,6 +19,9 @@ pub struct App {
     pub catalog: Arc<Catalog>,
     pub signals: Arc<Signals>,
     pub rights: Arc<Rights>,
+    pub ops: Arc<Ops>,
+    /// Revisions, residency, cessation, change of controller (issue 7).
+    pub policy_ops: Arc<crate::ops::revisions::PolicyOps>,
 }
 
 impl App {
@@ -30,7 +34,17 @@ impl App {
             kernel.clone(),
             identity.clone(),
             catalog.clone(),
+            signals.clone(),
             &cfg.rights,
+        )
+        .await?;
+        let ops = Ops::open(kernel.clone(), rights.clone(), &cfg.ops).await?;
+        let policy_ops = crate::ops::revisions::PolicyOps::open(
+            kernel.clone(),
+            identity.clone(),
+            catalog.clone(),
+            signals.clone(),
+            cfg,
         )
         .await?;
         Ok(App {
@@ -39,6 +53,8 @@ impl App {
             catalog,
             signals,
             rights,
+            ops,
+            policy_ops,
         })
     }
 

@@ -38,10 +38,7 @@ fn config(
             .unwrap_or_else(|| format!("sqlite://{}", db_dir.join("keys.db").display())),
         master_key: MasterKeySource::Inline(key.to_owned()),
         policy: None,
-        identity: Default::default(),
-        catalog: Default::default(),
-        signals: Default::default(),
-        rights: Default::default(),
+        ..Default::default()
     }
 }
 

@@ -45,9 +45,7 @@ impl Env {
                 master_key: MasterKeySource::Inline(MasterKey::generate(&mut OsRng).to_base64()),
                 policy: None,
                 identity: icfg.clone(),
-                catalog: Default::default(),
-                signals: Default::default(),
-                rights: Default::default(),
+                ..Default::default()
             };
         let clock = FakeClock::default();
         let kernel = Kernel::open(&cfg, Arc::new(clock.clone())).await.unwrap();

@@ -41,10 +41,7 @@ impl Env {
                 }),
                 master_key: MasterKeySource::Inline(MasterKey::generate(&mut OsRng).to_base64()),
                 policy: None,
-                identity: Default::default(),
-                catalog: Default::default(),
-                signals: Default::default(),
-                rights: Default::default(),
+                ..Default::default()
             };
         let kernel = Kernel::open(&cfg, Arc::new(FakeClock::default()))
             .await

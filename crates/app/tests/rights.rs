@@ -33,11 +33,8 @@ fn config(dir: &std::path::Path, pg: Option<&(String, String)>, rights: RightsCo
             .map(|p| p.1.clone())
             .unwrap_or_else(|| format!("sqlite://{}", dir.join("keys.db").display())),
         master_key: MasterKeySource::Inline(MasterKey::generate(&mut OsRng).to_base64()),
-        policy: None,
-        identity: Default::default(),
-        catalog: Default::default(),
-        signals: Default::default(),
         rights,
+        ..Default::default()
     }
 }
 

@@ -33,10 +33,7 @@ impl Env {
                 }),
                 master_key: MasterKeySource::Inline(MasterKey::generate(&mut OsRng).to_base64()),
                 policy: None,
-                identity: Default::default(),
-                catalog: Default::default(),
-                signals: Default::default(),
-                rights: Default::default(),
+                ..Default::default()
             };
         let app = App::open(&cfg, Arc::new(FakeClock::default()))
             .await
@@ -418,9 +415,11 @@ async fn a_full_batch_of_1000_events_is_stored_and_withdrawal_stops_intake(env: 
     assert_eq!((out.accepted, out.dropped_unconsented), (1_000, 0));
     assert_eq!(sig.events.count().await.unwrap(), 1_000);
     decide_as(&env, s, "service_logs_analytics", Decision::Withdrawn, true).await;
+    // Withdrawal deletes the subject's stored events, and nothing new is kept.
+    assert_eq!(sig.events.count().await.unwrap(), 0);
     let out = sig.ingest(Some(s), None, &batch[..10], &ctx).await.unwrap();
     assert_eq!((out.accepted, out.dropped_unconsented), (0, 10));
-    assert_eq!(sig.events.count().await.unwrap(), 1_000);
+    assert_eq!(sig.events.count().await.unwrap(), 0);
     env.finish().await;
 }
 

@@ -44,6 +44,19 @@ enum Command {
     /// Check that an erased subject is gone from every store.
     #[command(subcommand)]
     Erasure(ErasureCommand),
+    /// Run the background jobs: the retention purge and due account cancellations.
+    #[command(subcommand)]
+    Jobs(JobsCommand),
+    /// Manage staff accounts (create the first admin).
+    #[command(subcommand)]
+    Admin(AdminCommand),
+    /// Verify or export the tamper-evident audit log of staff and operator actions.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// The policy's lifecycle: discontinue a feature or the service, change of controller,
+    /// sink regions.
+    #[command(subcommand)]
+    Ops(OpsCommand),
     /// Print a new random master key (base64) for CUSTOS_MASTER_KEY or a key file.
     Keygen,
     /// Print the OpenAPI 3.1 document of the HTTP API.
@@ -93,6 +106,9 @@ impl StorageArgs {
         cfg.catalog = f.catalog;
         cfg.signals = f.signals;
         cfg.rights = f.rights;
+        cfg.jobs = f.jobs;
+        cfg.ops = f.ops;
+        cfg.residency = f.residency;
         Ok(cfg)
     }
 }
@@ -151,6 +167,19 @@ enum PolicyCommand {
         #[command(flatten)]
         storage: StorageArgs,
     },
+    /// Export the records of processing with each purpose's impact assessment (L10).
+    Records {
+        /// [default: policy/custos-app.toml]
+        file: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "json")]
+        format: RecordsFormat,
+        /// Language of the HTML export.
+        #[arg(long, default_value = "zh")]
+        lang: String,
+        /// Write here instead of standard output.
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+    },
     /// Render the policy page (HTML, Markdown) or the records of processing (JSON).
     Render {
         /// [default: policy/custos-app.toml]
@@ -163,6 +192,69 @@ enum PolicyCommand {
         #[arg(long, short)]
         out: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand)]
+enum OpsCommand {
+    /// Discontinue a declared feature (or the whole service): collection stops at once,
+    /// affected users are told, its data is deleted after the period.
+    Discontinue {
+        /// A feature id from the declaration's list of features.
+        #[arg(long, required_unless_present = "service", conflicts_with = "service")]
+        feature: Option<String>,
+        /// Stop the whole service (only the privacy center stays until erasure).
+        #[arg(long)]
+        service: bool,
+        /// When the data is deleted: 30d, 12h, 90m, 45s.
+        #[arg(long, default_value = "30d")]
+        after: String,
+        /// Told to the users with the notice.
+        #[arg(long, default_value = "")]
+        reason: String,
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
+    /// List cessations with their erasure progress.
+    Cessations {
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
+    /// Erase the data of every cessation whose period has passed.
+    RunCessations {
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
+    /// Record a new controller (merger, acquisition): a new version differing only in
+    /// the controller section, announced to every user; every consent stays valid.
+    ChangeController {
+        #[arg(long)]
+        name_en: String,
+        #[arg(long)]
+        name_zh: String,
+        /// The address (both languages unless --address-zh is given).
+        #[arg(long)]
+        address: String,
+        #[arg(long)]
+        address_zh: Option<String>,
+        #[arg(long)]
+        email: Option<String>,
+        #[arg(long)]
+        phone: Option<String>,
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
+    /// Print every sink's region as checked at startup.
+    Residency {
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum RecordsFormat {
+    Json,
+    Csv,
+    Html,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -182,6 +274,40 @@ enum LedgerCommand {
 }
 
 #[derive(Subcommand)]
+enum AdminCommand {
+    /// Create a staff account (bootstraps the first admin). Prints the generated password,
+    /// the TOTP secret and its otpauth:// URI once; they are not shown again.
+    CreateStaff {
+        #[arg(long)]
+        username: String,
+        /// support, analyst, security_officer, privacy_officer or admin.
+        #[arg(long)]
+        role: String,
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Walk the audit chain and check every signed head; exit 1 naming the first
+    /// altered, removed or reordered entry.
+    Verify {
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
+    /// Write the whole log as JSON lines for auditors: the verification key, every
+    /// entry, every signed head (the current head is signed first).
+    Export {
+        /// Write here instead of standard output.
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
+}
+
+#[derive(Subcommand)]
 enum ErasureCommand {
     /// Scan every table of the data database and the vault, and every file of the data
     /// directory (search index, local media), for the subject's id in binary and text
@@ -193,6 +319,67 @@ enum ErasureCommand {
         #[command(flatten)]
         storage: StorageArgs,
     },
+}
+
+#[derive(Subcommand)]
+enum JobsCommand {
+    /// Run the jobs: with --once each selected job once, printing what it did, then exit;
+    /// without it, on the schedule of `[jobs]` in custos.toml until interrupted. A job
+    /// that another process is running is skipped and says so (PostgreSQL advisory lock;
+    /// a leased lock row on SQLite). The purge deletes every record past the retention its
+    /// purpose declares (the consent ledger, append-only, is kept); `cancellations` erases
+    /// the accounts whose cooling-off period is over.
+    Run {
+        /// Run each selected job once and exit.
+        #[arg(long)]
+        once: bool,
+        /// Which job to run.
+        #[arg(long, value_enum, default_value = "all")]
+        job: JobChoice,
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum JobChoice {
+    Purge,
+    Cancellations,
+    All,
+}
+
+async fn jobs_run(
+    once: bool,
+    job: JobChoice,
+    storage: &StorageArgs,
+) -> anyhow::Result<std::process::ExitCode> {
+    use custos_app::jobs::{Job, Jobs};
+    let which = match job {
+        JobChoice::Purge => vec![Job::Purge],
+        JobChoice::Cancellations => vec![Job::Cancellations],
+        JobChoice::All => Job::ALL.to_vec(),
+    };
+    let cfg = storage.resolve(None)?;
+    let app = custos_app::App::open(&cfg, Arc::new(SystemClock)).await?;
+    let jobs = Jobs::new(app.clone(), cfg.jobs.clone());
+    let outcome = if once {
+        jobs.run_once(&which).await.map(|runs| {
+            for r in runs {
+                println!("{r}");
+            }
+        })
+    } else {
+        match jobs.prepare().await {
+            Ok(_) => {
+                jobs.run_scheduled(&which, shutdown_signal()).await;
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    };
+    app.shutdown().await;
+    outcome.map_err(|e| anyhow::anyhow!("job failed: {e}"))?;
+    Ok(std::process::ExitCode::SUCCESS)
 }
 
 #[derive(Subcommand)]
@@ -357,6 +544,22 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             init_logs(LogFormat::Text, "warn");
             erasure_verify(&subject, &storage).await
         }
+        Command::Jobs(JobsCommand::Run { once, job, storage }) => {
+            init_logs(LogFormat::Text, if once { "warn" } else { "info" });
+            jobs_run(once, job, &storage).await
+        }
+        Command::Admin(cmd) => {
+            init_logs(LogFormat::Text, "warn");
+            admin(cmd).await
+        }
+        Command::Audit(cmd) => {
+            init_logs(LogFormat::Text, "warn");
+            audit(cmd).await
+        }
+        Command::Ops(cmd) => {
+            init_logs(LogFormat::Text, "warn");
+            ops_command(cmd).await
+        }
         Command::Keygen => {
             println!(
                 "{}",
@@ -372,6 +575,84 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
 }
 
 const DEFAULT_POLICY: &str = "policy/custos-app.toml";
+
+async fn admin(cmd: AdminCommand) -> anyhow::Result<std::process::ExitCode> {
+    use custos_app::ops::{Actor, Role};
+    let AdminCommand::CreateStaff {
+        username,
+        role,
+        storage,
+    } = cmd;
+    let role = Role::parse(&role).with_context(|| {
+        format!("`{role}` is not a role; roles: support, analyst, security_officer, privacy_officer, admin")
+    })?;
+    let app = custos_app::App::open(&storage.resolve(None)?, Arc::new(SystemClock)).await?;
+    let created = app
+        .ops
+        .create_staff(&Actor::Cli, &username, role, None)
+        .await;
+    app.shutdown().await;
+    let created = created.map_err(|e| anyhow::anyhow!("{} ({})", e, e.code()))?;
+    println!(
+        "created staff account `{}` with role {}",
+        created.username,
+        created.role.as_str()
+    );
+    println!("password:    {}", created.password.expose());
+    println!("TOTP secret: {}", created.totp_secret.expose());
+    println!("TOTP URI:    {}", created.otpauth_uri.expose());
+    println!("These are shown once. Sign in with POST /api/v1/staff/sessions (username, password, totp_code).");
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+async fn audit(cmd: AuditCommand) -> anyhow::Result<std::process::ExitCode> {
+    use std::io::Write;
+    use std::process::ExitCode;
+    match cmd {
+        AuditCommand::Verify { storage } => {
+            let kernel = Kernel::open(&storage.resolve(None)?, Arc::new(SystemClock)).await?;
+            let report =
+                custos_app::ops::audit::verify(&kernel, |n| eprint!("\rchecked {n} entries")).await;
+            eprintln!();
+            kernel.shutdown().await;
+            let report = report?;
+            match report.first_bad {
+                None => {
+                    println!(
+                        "audit log intact: {} entries, {} signed heads verified, head {}",
+                        report.entries_checked, report.signed_heads_checked, report.head_seq
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Some(bad) => {
+                    println!(
+                        "audit log ALTERED at entry {}: {} ({} entries verified before it)",
+                        bad.seq, bad.reason, report.entries_checked
+                    );
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        AuditCommand::Export { out, storage } => {
+            let cfg = storage.resolve(None)?;
+            let every = i64::from(cfg.ops.audit_sign_every.unwrap_or(64));
+            let kernel = Kernel::open(&cfg, Arc::new(SystemClock)).await?;
+            let mut sink: Box<dyn Write> = match &out {
+                Some(p) => Box::new(std::io::BufWriter::new(
+                    std::fs::File::create(p)
+                        .with_context(|| format!("cannot write {}", p.display()))?,
+                )),
+                None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+            };
+            let n = custos_app::ops::audit::export(&kernel, every, |l| writeln!(sink, "{l}")).await;
+            kernel.shutdown().await;
+            let n = n?;
+            sink.flush()?;
+            eprintln!("exported {n} audit entries");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
 
 async fn policy(cmd: PolicyCommand) -> anyhow::Result<std::process::ExitCode> {
     use std::process::ExitCode;
@@ -400,15 +681,25 @@ async fn policy(cmd: PolicyCommand) -> anyhow::Result<std::process::ExitCode> {
         PolicyCommand::Publish { file, storage } => {
             let path = file.unwrap_or_else(|| PathBuf::from(DEFAULT_POLICY));
             let policy = read_policy(&path)?;
-            let kernel =
-                Kernel::open(&storage.resolve(Some(path.clone()))?, Arc::new(SystemClock)).await?;
-            let (v, new) = kernel
-                .publish(&policy)
+            let app =
+                custos_app::App::open(&storage.resolve(Some(path.clone()))?, Arc::new(SystemClock))
+                    .await?;
+            // Records the announcement and notifies every account (P35).
+            let out = app
+                .policy_ops
+                .publish_revision(&policy)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
-            let history = policy_versions::load_all(&kernel.db).await?;
-            kernel.shutdown().await;
+            let new = out.published;
+            let v = policy_versions::find(&app.kernel.db, &out.hash)
+                .await?
+                .context("the published version is not found")?;
+            let history = policy_versions::load_all(&app.kernel.db).await?;
+            app.shutdown().await;
             if new {
+                if out.notified > 0 {
+                    println!("announced to {} account(s)", out.notified);
+                }
                 println!(
                     "published version {} ({}) as #{}",
                     v.hash, v.revision, v.seq
@@ -456,6 +747,29 @@ async fn policy(cmd: PolicyCommand) -> anyhow::Result<std::process::ExitCode> {
                 println!("{}", serde_json::to_string_pretty(&d)?);
             } else {
                 print!("{d}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        PolicyCommand::Records {
+            file,
+            format,
+            lang,
+            out,
+        } => {
+            let path = file.unwrap_or_else(|| PathBuf::from(DEFAULT_POLICY));
+            let policy = read_policy(&path)?;
+            let lang = Lang::parse(&lang).context("--lang must be zh or en")?;
+            let text = match format {
+                RecordsFormat::Json => {
+                    serde_json::to_string_pretty(&render::records_of_processing(&policy))? + "\n"
+                }
+                RecordsFormat::Csv => custos_policy::records::records_csv(&policy),
+                RecordsFormat::Html => custos_policy::records::records_html(&policy, lang),
+            };
+            match out {
+                Some(o) => std::fs::write(&o, text)
+                    .with_context(|| format!("cannot write {}", o.display()))?,
+                None => print!("{text}"),
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -531,6 +845,9 @@ async fn serve(args: ServeArgs, file: FileConfig) -> anyhow::Result<()> {
             tracing::info!(items = n, "created the demo catalog");
         }
     }
+    let jobs = custos_app::jobs::Jobs::start(app.clone(), cfg.jobs.clone())
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot start the background jobs: {e}"))?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
@@ -552,6 +869,9 @@ async fn serve(args: ServeArgs, file: FileConfig) -> anyhow::Result<()> {
     .with_graceful_shutdown(shutdown_signal())
     .await?;
     tracing::info!("shutting down");
+    if let Some(j) = jobs {
+        j.abort();
+    }
     app.shutdown().await;
     Ok(())
 }
@@ -661,4 +981,123 @@ async fn erasure_verify(
         }
         Ok(std::process::ExitCode::FAILURE)
     }
+}
+
+/// `custos ops …`: the policy's lifecycle obligations (P18, P20, P22, P31).
+async fn ops_command(cmd: OpsCommand) -> anyhow::Result<std::process::ExitCode> {
+    use custos_app::ops::cessation::{parse_period, CessationTarget};
+    let storage = match &cmd {
+        OpsCommand::Discontinue { storage, .. }
+        | OpsCommand::Cessations { storage }
+        | OpsCommand::RunCessations { storage }
+        | OpsCommand::ChangeController { storage, .. }
+        | OpsCommand::Residency { storage } => storage.clone(),
+    };
+    let app = custos_app::App::open(&storage.resolve(None)?, Arc::new(SystemClock)).await?;
+    let ops = app.policy_ops.clone();
+    let show = |c: &custos_app::ops::cessation::Cessation| {
+        println!(
+            "#{} {} {} [{}] purposes {} · notified {} · erase after {} · {}/{} erased",
+            c.id,
+            c.scope,
+            c.feature,
+            c.status,
+            c.purposes.join(","),
+            c.notified,
+            custos_core::clock::rfc3339(c.erase_after_ms),
+            c.subjects_done,
+            c.subjects_total
+        )
+    };
+    let result: anyhow::Result<()> = async {
+        match cmd {
+            OpsCommand::Discontinue {
+                feature,
+                service,
+                after,
+                reason,
+                ..
+            } => {
+                let target = match (feature, service) {
+                    (Some(f), false) => CessationTarget::Feature(f),
+                    _ => CessationTarget::Service,
+                };
+                let after = parse_period(&after).map_err(|e| anyhow::anyhow!("--after: {e}"))?;
+                let c = ops
+                    .discontinue(&target, after, &reason)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                show(&c);
+            }
+            OpsCommand::Cessations { .. } => {
+                for c in ops.cessations().await.map_err(|e| anyhow::anyhow!("{e}"))? {
+                    show(&c);
+                }
+            }
+            OpsCommand::RunCessations { .. } => {
+                for c in ops
+                    .run_due_cessations()
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?
+                {
+                    show(&c);
+                }
+            }
+            OpsCommand::ChangeController {
+                name_en,
+                name_zh,
+                address,
+                address_zh,
+                email,
+                phone,
+                ..
+            } => {
+                let zh = address_zh.unwrap_or_else(|| address.clone());
+                let out = ops
+                    .change_controller(&custos_app::ops::controller::NewController {
+                        name: Some(custos_policy::Text {
+                            en: name_en,
+                            zh: name_zh,
+                        }),
+                        address: Some(custos_policy::Text { en: address, zh }),
+                        email,
+                        phone,
+                        dpo_email: None,
+                    })
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                println!(
+                    "published version {} ({}); notified {} account(s); paused purposes: {}",
+                    out.hash,
+                    out.revision,
+                    out.notified,
+                    if out.paused_purposes.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        out.paused_purposes.join(",")
+                    }
+                );
+            }
+            OpsCommand::Residency { .. } => {
+                println!("declared region {}", ops.residency.region);
+                for sink in &ops.residency.sinks {
+                    println!(
+                        "{}\t{}{}",
+                        sink.sink,
+                        sink.region,
+                        match &sink.consent_purpose {
+                            Some(p) => format!("\tcross-border, separate consent `{p}`"),
+                            None if sink.cross_border => "\tcross-border".to_owned(),
+                            None => String::new(),
+                        }
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+    .await;
+    app.shutdown().await;
+    result?;
+    Ok(std::process::ExitCode::SUCCESS)
 }

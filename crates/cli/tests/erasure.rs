@@ -46,13 +46,11 @@ async fn erasure_verify_finds_nothing_of_a_cancelled_account_but_its_de_identifi
         vault_url: format!("sqlite://{}", dir.path().join("keys.db").display()),
         master_key: MasterKeySource::Inline(key.clone()),
         policy: None,
-        identity: Default::default(),
-        catalog: Default::default(),
-        signals: Default::default(),
         rights: RightsConfig {
             cooling_off_days: Some(0),
             ..Default::default()
         },
+        ..Default::default()
     };
     let clock = Arc::new(FakeClock::default());
     let app = App::open(&cfg, clock.clone()).await.unwrap();

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use custos_app::catalog::input::{parse_price, ItemInput};
-use custos_app::catalog::{media_url, thumbnail_url, ImportError, OperatorRefusal};
+use custos_app::catalog::{media_url, thumbnail_url, ImportError};
 use custos_app::AppError;
 use custos_search::{Filters, MediaKind, SearchRequest, Sort, MAX_LIMIT, MAX_QUERY_CHARS};
 use serde::{Deserialize, Serialize};
@@ -250,21 +250,32 @@ pub struct SearchResponse {
     pub sort: String,
     /// Pass as `cursor` for the next page; absent on the last page.
     pub next_cursor: Option<String>,
+    /// Ranked with the caller's preference traits (signed in, personalization on and
+    /// `personalized_feed` consented, relevance order); only the order differs.
+    pub personalized: bool,
     pub facets: FacetsView,
 }
 
 /// Searches and filters the catalog. No account, identifier or cookie is needed, and
-/// none is set; nothing about the search is stored.
+/// none is set; nothing about the search is stored. A signed-in caller with
+/// personalization on and consented gets relevance order ranked by their traits
+/// (`personalized: true`); otherwise no profile is read (L5).
 #[utoipa::path(get, path = "/api/v1/items", tag = "catalog", params(SearchParams), responses(
     (status = 200, body = SearchResponse),
     (status = 400, description = "`query_too_long`, `unknown_filter`, `invalid_filter`, `invalid_cursor`, `invalid_sort`, `invalid_limit`, `invalid_query`", body = ErrorBody)))]
 pub async fn search_items(
     State(s): State<AppState>,
+    caller: crate::caller::Caller,
     query: Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Response> {
     let Query(pairs) = query.map_err(ApiError::from)?;
     let req = parse_search(pairs)?;
-    let out = s.catalog.search(&req).await.map_err(catalog_error)?;
+    let (subject, ctx) = crate::feed::personalizable(&s, &caller).await?;
+    let out = s
+        .signals
+        .search(&s.catalog, subject, &ctx, &req)
+        .await
+        .map_err(catalog_error)?;
     Ok((
         [(
             header::CONTENT_TYPE,
@@ -492,26 +503,8 @@ pub async fn get_thumbnail(
         .into_response())
 }
 
-/// Requires the operator token.
-pub(crate) fn operator(s: &AppState, headers: &HeaderMap) -> ApiResult<()> {
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    s.catalog.check_operator(presented).map_err(|r| match r {
-        OperatorRefusal::Disabled => ApiError::new(
-            StatusCode::FORBIDDEN,
-            "operator_api_disabled",
-            "the operator API is off: no operator token is configured",
-        ),
-        OperatorRefusal::BadToken => ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "a valid operator token is required",
-        ),
-    })
-}
+/// The operator check lives in [`crate::ops::operator`]: staff roles and permissions, audited.
+pub(crate) use crate::ops::operator;
 
 /// One item to import (prices in yuan).
 #[derive(Debug, Deserialize, ToSchema)]
@@ -577,7 +570,7 @@ pub async fn import_items(
     params: Result<Query<ImportParams>, axum::extract::rejection::QueryRejection>,
     ApiJson(items): ApiJson<Vec<ItemInput>>,
 ) -> ApiResult<Response> {
-    operator(&s, &headers)?;
+    operator(&s, &headers, custos_app::ops::Permission::CatalogWrite).await?;
     let Query(params) = params.map_err(ApiError::from)?;
     match s.catalog.import_inputs(items, params.skip_bad_rows).await {
         Ok(r) => Ok((
@@ -612,7 +605,7 @@ pub async fn delete_item(
     headers: HeaderMap,
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<StatusCode> {
-    operator(&s, &headers)?;
+    operator(&s, &headers, custos_app::ops::Permission::CatalogWrite).await?;
     s.catalog.delete_item(id).await.map_err(catalog_error)?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -630,7 +623,7 @@ pub async fn upload_media(
     ApiPath(id): ApiPath<i64>,
     req: Request,
 ) -> ApiResult<Response> {
-    operator(&s, req.headers())?;
+    operator(&s, req.headers(), custos_app::ops::Permission::CatalogWrite).await?;
     let max = s.catalog.max_upload_bytes();
     let bytes = axum::body::to_bytes(req.into_body(), max.saturating_add(1))
         .await

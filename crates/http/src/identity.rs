@@ -169,6 +169,9 @@ pub struct AccountView {
     /// `adult`, `minor` or `child`.
     pub age_band: String,
     pub guardian_consent: bool,
+    /// Purposes paused until the user agrees to the version that changed them: the
+    /// dialog to show on sign-in (P35, L4).
+    pub pending_reconsent: Vec<crate::ops_policy::PendingView>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -275,6 +278,7 @@ pub async fn me(
         created_at: custos_core::clock::rfc3339(a.created_at_ms),
         age_band: a.age_band,
         guardian_consent: a.guardian_consent,
+        pending_reconsent: crate::ops_policy::pending_for(&s, session.subject).await?,
     }))
 }
 

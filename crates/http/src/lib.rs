@@ -16,13 +16,21 @@
 //!
 //! Must not import: SQL.
 
+pub mod ads;
 pub mod caller;
 pub mod catalog;
+pub mod device;
 pub mod error;
+pub mod feed;
 pub mod identity;
+pub mod incidents;
 pub mod limit;
 pub mod observe;
 pub mod openapi;
+pub mod ops;
+pub mod ops_policy;
+pub mod partners;
+pub mod push;
 pub mod rights;
 pub mod routes;
 pub mod session;
@@ -50,6 +58,8 @@ pub struct AppState {
     pub catalog: Arc<custos_app::catalog::Catalog>,
     pub signals: Arc<custos_app::signals::Signals>,
     pub rights: Arc<custos_app::rights::Rights>,
+    pub ops: Arc<custos_app::ops::Ops>,
+    pub policy_ops: Arc<custos_app::ops::revisions::PolicyOps>,
     pub limiter: limit::WriteLimiter,
 }
 
@@ -82,12 +92,18 @@ pub fn app_with(app: App, opts: HttpOptions) -> Router {
         catalog: app.catalog,
         signals: app.signals,
         rights: app.rights,
+        ops: app.ops,
+        policy_ops: app.policy_ops,
         limiter: limit::WriteLimiter::per_second(opts.writes_per_second),
     };
     routes::router()
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             limit::limit_writes,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            ops_policy::discontinued,
         ))
         .with_state(state)
         .layer(axum::middleware::from_fn(observe::track))

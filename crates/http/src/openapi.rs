@@ -25,7 +25,15 @@ pub fn document() -> String {
     doc.merge(crate::identity::IdentityApi::openapi());
     doc.merge(crate::catalog::CatalogApi::openapi());
     doc.merge(crate::signals::SignalsApi::openapi());
+    doc.merge(crate::device::DeviceApi::openapi());
+    doc.merge(crate::ads::AdsApi::openapi());
+    doc.merge(crate::push::PushApi::openapi());
+    doc.merge(crate::feed::FeedApi::openapi());
     doc.merge(crate::rights::RightsApi::openapi());
+    doc.merge(crate::ops::OpsApi::openapi());
+    doc.merge(crate::ops_policy::OpsPolicyApi::openapi());
+    doc.merge(crate::incidents::IncidentsApi::openapi());
+    doc.merge(crate::partners::PartnersApi::openapi());
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
     let mut s = doc
         .to_pretty_json()

@@ -4,6 +4,14 @@
 //! own (another user's ticket is a 404, like one that does not exist). Operators, with the
 //! catalog's operator token, list overdue and near-due tickets and answer them; a refusal
 //! needs a reason and a legal basis and records the declaration's complaint route (P17).
+//!
+//! Submodules: [`exports`] (background exports with progress and download links),
+//! [`corrections`] (correcting fields, deleting single items, each audited as a ticket),
+//! [`complaints`] (complaints and reports, signed in or anonymous; the contact route).
+
+pub mod complaints;
+pub mod corrections;
+pub mod exports;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -45,15 +53,50 @@ pub fn routes() -> Router<AppState> {
             "/api/v1/operator/rights/cancellations/run",
             post(run_cancellations),
         )
+        .route(
+            "/api/v1/me/exports",
+            post(exports::start_export).get(exports::list_exports),
+        )
+        .route("/api/v1/me/exports/{id}", get(exports::get_export))
+        .route(
+            "/api/v1/me/export-files/{token}",
+            get(exports::download_export),
+        )
+        .route(
+            "/api/v1/me/corrections",
+            post(corrections::correct).get(corrections::list_corrections),
+        )
+        .route(
+            "/api/v1/me/data/{kind}/{id}",
+            axum::routing::delete(corrections::delete_item),
+        )
+        .route("/api/v1/complaints", post(complaints::file_complaint))
+        .route("/api/v1/complaints/follow-up", get(complaints::follow_up))
+        .route("/api/v1/me/complaints", get(complaints::my_complaints))
+        .route("/api/v1/me/complaints/{id}", get(complaints::my_complaint))
+        .route(
+            "/api/v1/operator/complaints/{id}/answer",
+            post(complaints::answer_complaint),
+        )
+        .route("/api/v1/contact", get(complaints::contact))
 }
 
 /// This module's part of the OpenAPI document, merged into [`crate::openapi::ApiDoc`].
 #[derive(OpenApi)]
 #[openapi(
     paths(open_ticket, list_tickets, get_ticket, due_tickets, decide_ticket, request_cancellation,
-          get_cancellation, revoke_cancellation, run_cancellations, export_json, export_html),
+          get_cancellation, revoke_cancellation, run_cancellations, export_json, export_html,
+          exports::start_export, exports::list_exports, exports::get_export, exports::download_export,
+          corrections::correct, corrections::list_corrections, corrections::delete_item,
+          complaints::file_complaint, complaints::follow_up, complaints::my_complaints,
+          complaints::my_complaint, complaints::answer_complaint, complaints::contact),
     components(schemas(NewTicket, TicketDoc, TicketEventDoc, ComplaintRouteDoc, DecisionRequest, TicketList,
-                       CancellationDoc, KeptDoc, ErasureDoc, ErasureList)),
+                       CancellationDoc, KeptDoc, ErasureDoc, ErasureList,
+                       exports::ExportJobDoc, exports::ExportLinks, exports::ExportJobList,
+                       corrections::CorrectionRequest,
+                       complaints::NewComplaint, complaints::ComplaintDoc, complaints::FiledDoc,
+                       complaints::ComplaintList, complaints::AnswerRequest, complaints::TextDoc,
+                       complaints::ContactDoc)),
     tags((name = "rights", description = "Requests about one's own data, as tickets with deadlines (P17)"))
 )]
 pub struct RightsApi;
@@ -89,7 +132,8 @@ pub struct ComplaintRouteDoc {
 pub struct TicketDoc {
     pub id: i64,
     pub kind: String,
-    /// `open`, `in_progress`, `completed` or `refused`.
+    /// `open`, `in_progress`, `completed`, `refused`, `withdrawn`, `failed` or (complaints)
+    /// `answered`.
     pub status: String,
     pub detail: String,
     pub created_at: String,
@@ -204,7 +248,7 @@ pub async fn due_tickets(
     headers: HeaderMap,
     ApiQuery(q): ApiQuery<DueParams>,
 ) -> ApiResult<Json<TicketList>> {
-    operator(&s, &headers)?;
+    operator(&s, &headers, custos_app::ops::Permission::RightsTicketsRead).await?;
     let n = now(&s);
     let within = q.within_days.map(|d| i64::from(d) * 86_400_000);
     let tickets = s.rights.due_soon(within).await?;
@@ -240,7 +284,12 @@ pub async fn decide_ticket(
     ApiPath(id): ApiPath<i64>,
     ApiJson(r): ApiJson<DecisionRequest>,
 ) -> ApiResult<Json<TicketDoc>> {
-    operator(&s, &headers)?;
+    operator(
+        &s,
+        &headers,
+        custos_app::ops::Permission::RightsTicketsDecide,
+    )
+    .await?;
     let d = match r.status.as_str() {
         "in_progress" => Decision::InProgress { note: r.note },
         "completed" => Decision::Completed { note: r.note },
@@ -362,7 +411,7 @@ pub async fn run_cancellations(
     State(s): State<AppState>,
     headers: HeaderMap,
 ) -> ApiResult<Json<ErasureList>> {
-    operator(&s, &headers)?;
+    operator(&s, &headers, custos_app::ops::Permission::CancellationsRun).await?;
     let done = s.rights.run_due_cancellations().await?;
     Ok(Json(ErasureList {
         erasures: done

@@ -35,8 +35,18 @@ pub fn router() -> Router<AppState> {
         .merge(crate::identity::routes())
         .merge(crate::catalog::routes())
         .merge(crate::signals::routes())
+        .merge(crate::device::routes())
+        .merge(crate::ads::routes())
+        .merge(crate::push::routes())
+        .merge(crate::feed::routes())
+        .merge(crate::ops::routes())
+        .merge(crate::ops_policy::routes())
+        .merge(crate::incidents::routes())
+        .merge(crate::partners::routes())
         .merge(crate::rights::routes())
         .fallback(not_found)
+        // Operator requests carry their method and path to the audit log.
+        .layer(axum::middleware::from_fn(crate::ops::request_line))
 }
 
 async fn not_found() -> ApiError {
@@ -203,12 +213,16 @@ pub async fn get_policy(State(s): State<AppState>) -> ApiResult<Json<PolicyDocum
     }))
 }
 
-/// Records of processing generated from the declaration (L10).
-#[utoipa::path(get, path = "/api/v1/policy/records", tag = "policy", responses((status = 200, body = Object)))]
-pub async fn get_records(State(s): State<AppState>) -> Json<serde_json::Value> {
-    Json(render::records_of_processing(
-        s.kernel.gate.regime().current(),
-    ))
+/// Records of processing generated from the declaration, with each purpose's impact
+/// assessment record (L10): JSON, CSV or HTML.
+#[utoipa::path(get, path = "/api/v1/policy/records", tag = "policy",
+    params(crate::ops_policy::RecordsQuery),
+    responses((status = 200, body = Object), (status = 400, body = ErrorBody)))]
+pub async fn get_records(
+    State(s): State<AppState>,
+    ApiQuery(q): ApiQuery<crate::ops_policy::RecordsQuery>,
+) -> ApiResult<Response> {
+    crate::ops_policy::records_response(s.kernel.gate.regime().current(), &q)
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -290,7 +304,7 @@ pub struct ReceiptView {
 }
 
 impl ReceiptView {
-    fn new(r: Receipt, anonymous_token: Option<String>) -> Self {
+    pub(crate) fn new(r: Receipt, anonymous_token: Option<String>) -> Self {
         ReceiptView {
             receipt_id: r.receipt_id,
             receipt: r.receipt,
@@ -346,15 +360,18 @@ pub async fn record_consents(
         .kernel
         .record_decisions(subject, !caller.account, &decisions, method)
         .await?;
-    let mut resp = (
-        StatusCode::CREATED,
-        Json(ReceiptView::new(receipt, token.clone())),
-    )
-        .into_response();
-    if let Some(t) = token {
-        if let Ok(v) = HeaderValue::from_str(&anon_cookie(&t)) {
-            resp.headers_mut().insert(header::SET_COOKIE, v);
-        }
+    s.signals.after_decisions(subject, &decisions).await?;
+    // P27: the identifier cookie only while a consent that needs it stands.
+    let cookie = if caller.account {
+        None
+    } else if s.signals.identifier_needed(subject).await? {
+        token.as_deref().map(anon_cookie)
+    } else {
+        caller.subject.map(|_| crate::ads::clear_anon_cookie())
+    };
+    let mut resp = (StatusCode::CREATED, Json(ReceiptView::new(receipt, token))).into_response();
+    if let Some(v) = cookie.and_then(|c| HeaderValue::from_str(&c).ok()) {
+        resp.headers_mut().insert(header::SET_COOKIE, v);
     }
     Ok(resp)
 }
@@ -414,13 +431,25 @@ pub async fn withdraw(
     State(s): State<AppState>,
     caller: Caller,
     ApiPath(purpose): ApiPath<String>,
-) -> ApiResult<Json<ReceiptView>> {
+) -> ApiResult<Response> {
     let subject = require_subject(&caller)?;
     let r = s
         .kernel
         .withdraw(subject, !caller.account, &purpose, ConsentMethod::Settings)
         .await?;
-    Ok(Json(ReceiptView::new(r, None)))
+    let withdrawn = [DecisionInput {
+        purpose,
+        decision: Decision::Withdrawn,
+    }];
+    s.signals.after_decisions(subject, &withdrawn).await?;
+    let mut resp = Json(ReceiptView::new(r, None)).into_response();
+    // P27: the last consent that needed the identifier is gone, so is its cookie.
+    if !caller.account && !s.signals.identifier_needed(subject).await? {
+        if let Ok(v) = HeaderValue::from_str(&crate::ads::clear_anon_cookie()) {
+            resp.headers_mut().insert(header::SET_COOKIE, v);
+        }
+    }
+    Ok(resp)
 }
 
 /// One of the caller's receipts, signed.

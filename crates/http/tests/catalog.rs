@@ -37,8 +37,7 @@ async fn spawn_app(token: Option<&str>) -> TestApp {
             max_upload_bytes: Some(200_000),
             ..Default::default()
         },
-        signals: Default::default(),
-        rights: Default::default(),
+        ..Default::default()
     };
     let app = App::open(&cfg, Arc::new(FakeClock::default()))
         .await

@@ -38,9 +38,7 @@ async fn spawn_app_with(identity: custos_app::identity::IdentityConfig) -> TestA
         master_key: MasterKeySource::Inline(MasterKey::generate(&mut OsRng).to_base64()),
         policy: None,
         identity,
-        catalog: Default::default(),
-        signals: Default::default(),
-        rights: Default::default(),
+        ..Default::default()
     };
     let clock = FakeClock::default();
     let app = App::open(&cfg, Arc::new(clock.clone())).await.unwrap();

@@ -38,8 +38,7 @@ async fn spawn_app(token: Option<&str>) -> TestApp {
             operator_token: token.map(str::to_owned),
             ..Default::default()
         },
-        signals: Default::default(),
-        rights: Default::default(),
+        ..Default::default()
     };
     let clock = Arc::new(FakeClock::default());
     let app = App::open(&cfg, clock.clone()).await.unwrap();

@@ -34,10 +34,7 @@ async fn spawn_app() -> TestApp {
         vault_url: format!("sqlite://{}", dir.path().join("keys.db").display()),
         master_key: MasterKeySource::Inline(MasterKey::generate(&mut OsRng).to_base64()),
         policy: None,
-        identity: Default::default(),
-        catalog: Default::default(),
-        signals: Default::default(),
-        rights: Default::default(),
+        ..Default::default()
     };
     let app = App::open(&cfg, Arc::new(FakeClock::default()))
         .await

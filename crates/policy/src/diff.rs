@@ -245,6 +245,18 @@ fn compare(old: &Policy, op: &Purpose, new: &Policy, np: &Purpose) -> Vec<(Field
         }
     }
 
+    // Cross-border transfers of the purpose's data (P20): a new destination widens.
+    let transfers = |pol: &Policy, id: &str| -> Vec<String> {
+        pol.transfers_for(id)
+            .map(|t| format!("{}: {}", t.sink, t.region))
+            .collect()
+    };
+    let (added, removed) = set_diff(&transfers(old, &op.id), &transfers(new, &np.id));
+    if !added.is_empty() || !removed.is_empty() {
+        let widens = !added.is_empty();
+        out.push((FieldChange::set("transfers", added, removed), widens));
+    }
+
     if op.retention != np.retention {
         let widens = match (op.retention, np.retention) {
             (Some(a), Some(b)) => b.days > a.days || b.from != a.from,

@@ -10,11 +10,14 @@
 //! - [`validate`]: structural and legal checks; each violation names its entry.
 //! - [`diff`](mod@diff): per-purpose changes between two versions and the re-consent rule (L4).
 //! - [`render`]: policy page and records of processing (P40, L10).
+//! - [`records`]: records of processing as CSV/HTML, impact assessment records (L10),
+//!   cross-border transfers (P20), rendered changes between versions (P35).
 //!
 //! Must not import: I/O beyond reading a file, HTTP, SQL.
 
 pub mod diff;
 pub mod model;
+pub mod records;
 pub mod render;
 pub mod validate;
 
@@ -91,6 +94,20 @@ impl Policy {
         if !violations.is_empty() {
             return Err(PolicyError::Invalid(violations));
         }
+        Policy::hashed(decl, source)
+    }
+
+    /// Parses a version that was validated when it was published, without validating it
+    /// again: validation rules only ever get stricter, and a published version is an
+    /// immutable fact users consented to, so a newer rule must not stop the server from
+    /// loading it (the next publish is held to the new rules).
+    pub fn parse_published(source: &str) -> Result<Policy, PolicyError> {
+        let decl: Declaration =
+            toml::from_str(source).map_err(|e| PolicyError::Parse(e.to_string()))?;
+        Policy::hashed(decl, source)
+    }
+
+    fn hashed(decl: Declaration, source: &str) -> Result<Policy, PolicyError> {
         // Serializing plain structs of strings and enums cannot fail; map it anyway so a
         // future field type with a fallible `Serialize` surfaces as an error, not a panic.
         let canonical = serde_json::to_vec(&decl).map_err(|e| PolicyError::Parse(e.to_string()))?;
@@ -129,6 +146,18 @@ impl Policy {
     }
     pub fn features(&self) -> &[Feature] {
         &self.decl.features
+    }
+    /// The impact assessment record a purpose names (L10).
+    pub fn assessment_for(&self, purpose: &str) -> Option<&Assessment> {
+        let id = self.purpose(purpose)?.impact_assessment.as_deref()?;
+        self.decl.assessments.iter().find(|a| a.id == id)
+    }
+    /// Declared cross-border transfers that carry a purpose's data (P20).
+    pub fn transfers_for<'a>(&'a self, purpose: &'a str) -> impl Iterator<Item = &'a Transfer> {
+        self.decl
+            .transfers
+            .iter()
+            .filter(move |t| t.purposes.iter().any(|p| p == purpose))
     }
     /// Parses [`BUNDLED_DECLARATION`].
     pub fn bundled() -> Result<Policy, PolicyError> {

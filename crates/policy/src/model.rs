@@ -70,6 +70,14 @@ pub struct Declaration {
     pub features: Vec<Feature>,
     #[serde(default)]
     pub partners: Vec<Partner>,
+    /// Personal-information impact assessment records (PIPL 55-56, L10); every purpose
+    /// names one. Omitted from the canonical form when empty, so declarations written
+    /// before this section existed keep their content hash.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub assessments: Vec<Assessment>,
+    /// Cross-border transfers to infrastructure sinks outside `region` (P20, PIPL 39).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub transfers: Vec<Transfer>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -301,6 +309,82 @@ pub struct Partner {
     /// Receives data as a separate controller (PIPL 23) rather than a processor.
     #[serde(default)]
     pub independent_controller: bool,
+    /// The risks of the transfer, which users must be told before a cross-border transfer
+    /// (P20); required when the partner is outside the declared region.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub risks: Option<Text>,
+    /// The data categories the partner may receive, its allow-list (P29): a share strips
+    /// every other field. Each must be a category of a purpose naming the partner.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<String>,
+    /// Reference of the contract that binds the partner to protection equal to ours (P29);
+    /// nothing is shared with a partner without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contract: Option<String>,
+}
+
+/// How much risk an impact assessment found left after its measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RiskLevel {
+    Low,
+    Medium,
+    High,
+}
+
+impl RiskLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RiskLevel::Low => "low",
+            RiskLevel::Medium => "medium",
+            RiskLevel::High => "high",
+        }
+    }
+}
+
+/// A personal-information impact assessment record (PIPL 55-56, L10): what PIPL 56 asks
+/// an assessment to cover, kept with the declaration so the records cannot drift from it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Assessment {
+    /// Referenced by `purposes[].impact_assessment` (`PIA-2026-02-location`).
+    pub id: String,
+    /// The date the assessment was made or last reviewed (`YYYY-MM-DD`).
+    pub assessed_on: String,
+    /// Who made it (a role or team, not a person's private data).
+    pub assessor: String,
+    /// Whether purpose and method are lawful, legitimate and necessary (PIPL 56 (1)).
+    pub lawfulness: Text,
+    /// The impact on individuals' rights and the security risks (PIPL 56 (2)).
+    pub risks: Text,
+    /// The protective measures and why they are lawful, effective and proportionate (56 (3)).
+    pub measures: Text,
+    /// The risk that remains with the measures in place.
+    pub residual_risk: RiskLevel,
+}
+
+/// The infrastructure sinks personal data can flow to, each with a configured region.
+pub const SINKS: &[&str] = &["database", "vault", "object_storage", "sms", "push"];
+
+/// A declared cross-border transfer to an infrastructure sink (P20, PIPL 38-39): purpose,
+/// recipient, security measures and risks as users are told them, and the separate
+/// consent purpose users agree to before their data goes there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Transfer {
+    /// One of [`SINKS`].
+    pub sink: String,
+    /// ISO 3166-1 alpha-2 code of where the sink keeps the data.
+    pub region: String,
+    /// Purposes whose data the sink receives.
+    pub purposes: Vec<String>,
+    /// Who operates the sink abroad.
+    pub recipient: Text,
+    pub security_measures: Text,
+    pub risks: Text,
+    /// The consent-based, separate-consent purpose (method `transfer`) a user must have
+    /// agreed to before their data goes to the sink.
+    pub consent_purpose: String,
 }
 
 /// Keys from the fideslang 3.1.4 default taxonomy.

@@ -605,6 +605,12 @@ pub fn markdown(p: &Policy, lang: Lang) -> String {
     }
     line("");
 
+    // Declared cross-border transfers (P20): purpose, recipient, measures, risks.
+    for tr in &d.transfers {
+        line(&crate::records::transfer_markdown(p, tr, lang));
+        line("");
+    }
+
     // Per-feature disclosure (P1, P2).
     line(&format!("## {}", w.features_h));
     line("");
@@ -863,8 +869,18 @@ li{margin:.25rem 0}";
 
 /// The policy page as a complete, standalone HTML5 document.
 pub fn html(p: &Policy, lang: Lang) -> String {
-    let md = markdown(p, lang);
-    let parser = Parser::new_ext(&md, Options::ENABLE_TABLES).map(|event| match event {
+    let d = p.declaration();
+    let title = match lang {
+        Lang::En => format!("{} {}", d.app.en, EN.title),
+        Lang::Zh => format!("{}{}", d.app.zh, ZH.title),
+    };
+    document(&markdown(p, lang), lang, &title, p.hash().as_str())
+}
+
+/// Turns Markdown written by this crate into a complete, standalone HTML5 document with
+/// the page's style; raw HTML that reached the parser is shown as text, never emitted.
+pub fn document(md: &str, lang: Lang, title: &str, policy_hash: &str) -> String {
+    let parser = Parser::new_ext(md, Options::ENABLE_TABLES).map(|event| match event {
         // Defence in depth: the Markdown escapes declared text, but should any raw HTML
         // reach the parser it is shown as text, never emitted as markup.
         Event::Html(s) | Event::InlineHtml(s) => Event::Text(s),
@@ -872,11 +888,9 @@ pub fn html(p: &Policy, lang: Lang) -> String {
     });
     let mut body = String::with_capacity(md.len() * 2);
     cmark_html::push_html(&mut body, parser);
-
-    let d = p.declaration();
-    let (html_lang, title) = match lang {
-        Lang::En => ("en", format!("{} {}", d.app.en, EN.title)),
-        Lang::Zh => ("zh-CN", format!("{}{}", d.app.zh, ZH.title)),
+    let html_lang = match lang {
+        Lang::En => "en",
+        Lang::Zh => "zh-CN",
     };
     let mut doc = String::with_capacity(body.len() + 2048);
     let _ = write!(
@@ -886,13 +900,13 @@ pub fn html(p: &Policy, lang: Lang) -> String {
          <meta name=\"policy-version\" content=\"{hash}\">\n\
          <title>{title}</title>\n<style>{CSS}</style>\n</head>\n<body>\n<main>\n{body}</main>\n\
          </body>\n</html>\n",
-        hash = escape_html(p.hash().as_str()),
-        title = escape_html(&title),
+        hash = escape_html(policy_hash),
+        title = escape_html(title),
     );
     doc
 }
 
-fn text_json(t: &crate::model::Text) -> Value {
+pub(crate) fn text_json(t: &crate::model::Text) -> Value {
     json!({ "en": t.en, "zh": t.zh })
 }
 
@@ -959,6 +973,8 @@ pub fn records_of_processing(p: &Policy) -> Value {
                 "sensitive": is_effectively_sensitive(d, pp),
                 "anonymous": pp.anonymous,
                 "impact_assessment": pp.impact_assessment,
+                "assessment": p.assessment_for(&pp.id).map(crate::records::assessment_json),
+                "transfers": p.transfers_for(&pp.id).map(crate::records::transfer_json).collect::<Vec<_>>(),
                 "features": features,
             })
         })
@@ -993,6 +1009,14 @@ pub fn records_of_processing(p: &Policy) -> Value {
         },
         "purposes": purposes,
         "features": features,
+        "assessments": d.assessments.iter().map(|a| {
+            let mut v = crate::records::assessment_json(a);
+            v["purposes"] = json!(d.purposes.iter()
+                .filter(|pp| pp.impact_assessment.as_deref() == Some(a.id.as_str()))
+                .map(|pp| pp.id.as_str()).collect::<Vec<_>>());
+            v
+        }).collect::<Vec<_>>(),
+        "transfers": d.transfers.iter().map(crate::records::transfer_json).collect::<Vec<_>>(),
     })
 }
 

@@ -18,7 +18,8 @@ use std::fmt;
 use serde::Serialize;
 
 use crate::model::{
-    taxonomy, Category, Declaration, LegalBasis, Method, Purpose, RetentionFrom, Text, Tier,
+    taxonomy, Category, Declaration, LegalBasis, Method, Purpose, RetentionFrom, RiskLevel, Text,
+    Tier, SINKS,
 };
 
 /// Network logs must be kept at least six months (Cybersecurity Law art. 21, L9). The
@@ -64,6 +65,8 @@ pub fn validate(d: &Declaration) -> Vec<Violation> {
         check_purpose(d, p, &mut v);
     }
     check_features(d, &mut v);
+    check_assessments(d, &mut v);
+    check_transfers(d, &mut v);
     v
 }
 
@@ -283,6 +286,40 @@ fn check_partners(d: &Declaration, v: &mut Vec<Violation>) {
         check_text(&e, "name", &p.name, v);
         check_text(&e, "description", &p.description, v);
         check_text(&e, "security_measures", &p.security_measures, v);
+        if is_region(&p.region) && p.region != d.region {
+            match &p.risks {
+                None => v.push(Violation::new(
+                    &e,
+                    format!(
+                        "stores data in {}, outside the declared region {}, but declares no \
+                         risks: users must be told them before a cross-border transfer (P20)",
+                        p.region, d.region
+                    ),
+                )),
+                Some(r) => check_text(&e, "risks", r, v),
+            }
+        }
+        // The allow-list (P29): only categories a purpose naming the partner processes.
+        let reachable: Vec<&String> = d
+            .purposes
+            .iter()
+            .filter(|pu| pu.recipients.contains(&p.id))
+            .flat_map(|pu| pu.categories.iter())
+            .collect();
+        for f in &p.fields {
+            if !reachable.contains(&f) {
+                v.push(Violation::new(
+                    &e,
+                    format!(
+                        "fields names `{f}`, which no purpose naming this partner as a \
+                         recipient processes"
+                    ),
+                ));
+            }
+        }
+        if p.contract.as_ref().is_some_and(|c| c.trim().is_empty()) {
+            v.push(Violation::new(&e, "contract is empty"));
+        }
     }
 }
 
@@ -412,30 +449,177 @@ fn check_purpose(d: &Declaration, p: &Purpose, v: &mut Vec<Violation>) {
         push(format!("{why} but does not ask for separate_consent (L1)"));
     }
 
-    // Impact assessment (PIPL 55, L10).
-    let has_pia = p
+    // Impact assessment (PIPL 55-56, L10): every purpose names a declared record.
+    let pia = p
         .impact_assessment
         .as_deref()
-        .is_some_and(|s| !s.trim().is_empty());
-    if !has_pia {
-        let mut reasons = Vec::new();
-        if sensitive {
-            reasons.push("processes sensitive data");
+        .map(str::trim)
+        .filter(|s| !s.is_empty());
+    match pia {
+        None => {
+            let mut reasons = Vec::new();
+            if sensitive {
+                reasons.push("processes sensitive data");
+            }
+            if p.methods
+                .iter()
+                .any(|m| matches!(m, Method::Profiling | Method::AutomatedDecision))
+            {
+                reasons.push("profiles people or decides automatically");
+            }
+            if !p.recipients.is_empty() {
+                reasons.push("hands data to partners");
+            }
+            if reasons.is_empty() {
+                push(
+                    "has no impact_assessment id: every purpose needs an impact assessment \
+                     record declared under [[assessments]] (PIPL 55-56, L10)"
+                        .into(),
+                );
+            } else {
+                push(format!(
+                    "{} but has no impact_assessment id (PIPL 55, L10)",
+                    reasons.join(", ")
+                ));
+            }
         }
-        if p.methods
-            .iter()
-            .any(|m| matches!(m, Method::Profiling | Method::AutomatedDecision))
-        {
-            reasons.push("profiles people or decides automatically");
+        Some(id) => {
+            if !d.assessments.iter().any(|a| a.id == id) {
+                push(format!(
+                    "names impact assessment `{id}`, which is not declared under [[assessments]] \
+                     (L10)"
+                ));
+            }
         }
-        if !p.recipients.is_empty() {
-            reasons.push("hands data to partners");
-        }
-        if !reasons.is_empty() {
-            push(format!(
-                "{} but has no impact_assessment id (PIPL 55, L10)",
-                reasons.join(", ")
+    }
+}
+
+/// `YYYY-MM-DD` with a plausible month and day.
+fn is_date(s: &str) -> bool {
+    let b = s.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return false;
+    }
+    let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
+    if !(digits(0..4) && digits(5..7) && digits(8..10)) {
+        return false;
+    }
+    let month: u32 = s[5..7].parse().unwrap_or(0);
+    let day: u32 = s[8..10].parse().unwrap_or(0);
+    (1..=12).contains(&month) && (1..=31).contains(&day)
+}
+
+/// Assessment ids appear in records and pages: letters, digits, `-`, `_`, `.`.
+fn is_record_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+}
+
+fn check_assessments(d: &Declaration, v: &mut Vec<Violation>) {
+    let mut seen = BTreeMap::<&str, usize>::new();
+    for a in &d.assessments {
+        *seen.entry(a.id.as_str()).or_default() += 1;
+        let e = entry("assessments", &a.id);
+        if !is_record_id(&a.id) {
+            v.push(Violation::new(
+                &e,
+                "id must be letters, digits, `-`, `_` or `.` (at most 64)",
             ));
+        }
+        if !is_date(&a.assessed_on) {
+            v.push(Violation::new(
+                &e,
+                format!("assessed_on `{}` is not a date YYYY-MM-DD", a.assessed_on),
+            ));
+        }
+        if a.assessor.trim().is_empty() {
+            v.push(Violation::new(&e, "assessor is empty"));
+        }
+        check_text(&e, "lawfulness", &a.lawfulness, v);
+        check_text(&e, "risks", &a.risks, v);
+        check_text(&e, "measures", &a.measures, v);
+        if a.residual_risk == RiskLevel::High {
+            v.push(Violation::new(
+                &e,
+                "concludes a high residual risk: processing may not go ahead until further \
+                 measures bring it down (PIPL 55-56)",
+            ));
+        }
+    }
+    for (id, n) in seen.into_iter().filter(|(_, n)| *n > 1) {
+        v.push(Violation::new(
+            entry("assessments", id),
+            format!("id is declared {n} times; each id must be unique"),
+        ));
+    }
+}
+
+fn check_transfers(d: &Declaration, v: &mut Vec<Violation>) {
+    for t in &d.transfers {
+        let e = entry("transfers", &format!("{}:{}", t.sink, t.region));
+        if !SINKS.contains(&t.sink.as_str()) {
+            v.push(Violation::new(
+                &e,
+                format!("sink `{}` is not one of {}", t.sink, SINKS.join(", ")),
+            ));
+        }
+        if !is_region(&t.region) {
+            v.push(Violation::new(
+                &e,
+                format!("region `{}` is not an ISO 3166-1 alpha-2 code", t.region),
+            ));
+        } else if t.region == d.region {
+            v.push(Violation::new(
+                &e,
+                format!(
+                    "region {} is the declared region: only transfers abroad are declared",
+                    t.region
+                ),
+            ));
+        }
+        if t.purposes.is_empty() {
+            v.push(Violation::new(
+                &e,
+                "lists no purposes: say whose data goes abroad",
+            ));
+        }
+        for pid in &t.purposes {
+            if !d.purposes.iter().any(|p| &p.id == pid) {
+                v.push(Violation::new(
+                    &e,
+                    format!("names purpose `{pid}`, which is not declared under [[purposes]]"),
+                ));
+            }
+        }
+        check_text(&e, "recipient", &t.recipient, v);
+        check_text(&e, "security_measures", &t.security_measures, v);
+        check_text(&e, "risks", &t.risks, v);
+        match d.purposes.iter().find(|p| p.id == t.consent_purpose) {
+            None => v.push(Violation::new(
+                &e,
+                format!(
+                    "consent_purpose `{}` is not declared under [[purposes]]",
+                    t.consent_purpose
+                ),
+            )),
+            Some(cp) => {
+                if cp.basis != LegalBasis::Consent
+                    || !cp.separate_consent
+                    || !cp.methods.contains(&Method::Transfer)
+                {
+                    v.push(Violation::new(
+                        &e,
+                        format!(
+                            "consent_purpose `{}` must rest on separate consent (basis = \
+                             \"consent\", separate_consent = true) and list the method \
+                             `transfer` (P20, L1)",
+                            cp.id
+                        ),
+                    ));
+                }
+            }
         }
     }
 }

@@ -167,6 +167,34 @@ pub struct SearchRequest {
     pub limit: usize,
 }
 
+/// Per-caller ranking boosts (personalization): items of these categories or with these
+/// tags score higher under relevance order. They change the order only, never which items
+/// match, their counts or anything shown about them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Boosts {
+    pub categories: Vec<(String, f32)>,
+    pub tags: Vec<(String, f32)>,
+}
+
+impl Boosts {
+    /// No boost at all (the search is the plain one).
+    pub fn is_empty(&self) -> bool {
+        self.categories.is_empty() && self.tags.is_empty()
+    }
+}
+
+/// The cursor fingerprint of a boosted search: its cursors do not open in the plain one.
+fn boosted_fingerprint(fp: &[u8; 8]) -> [u8; 8] {
+    use sha2::Digest;
+    let d = sha2::Sha256::new()
+        .chain_update(b"custos-search/boosted")
+        .chain_update(fp)
+        .finalize();
+    let mut out = [0u8; 8];
+    out.copy_from_slice(&d[..8]);
+    out
+}
+
 /// One value of a facet and how many matching items have it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct FacetCount {
@@ -407,6 +435,20 @@ impl SearchIndex {
 
     /// Runs one search.
     pub fn search(&self, req: &SearchRequest) -> SearchResult<Arc<Page>> {
+        self.search_boosted(req, None)
+    }
+
+    /// Runs one search, ranked with `boosts` when given (and not empty). A boosted search
+    /// is never served from or kept in the page cache, and its cursors are bound to being
+    /// boosted. A valid cursor of the counterpart (a boosted search's cursor sent to the
+    /// plain search, or the reverse, e.g. right after personalization was switched off)
+    /// starts over at the first page instead of failing.
+    pub fn search_boosted(
+        &self,
+        req: &SearchRequest,
+        boosts: Option<&Boosts>,
+    ) -> SearchResult<Arc<Page>> {
+        let boosts = boosts.filter(|b| !b.is_empty());
         let q = req.q.as_deref().map(str::trim).filter(|q| !q.is_empty());
         if q.is_some_and(|q| q.chars().count() > MAX_QUERY_CHARS) {
             return Err(SearchError::QueryTooLong);
@@ -431,17 +473,21 @@ impl SearchIndex {
         });
         let limit = req.limit.clamp(1, MAX_LIMIT);
         let fingerprint = cursor::fingerprint(q.unwrap_or(""), &req.filters, sort);
+        let cursor_fp = match boosts {
+            Some(_) => boosted_fingerprint(&fingerprint),
+            None => fingerprint,
+        };
         let after = match &req.cursor {
-            Some(c) => Some(
-                self.cursor_key
-                    .open(c, &fingerprint, sort)
-                    .ok_or(SearchError::InvalidCursor)?,
-            ),
+            Some(c) => match self.cursor_key.open(c, &cursor_fp, sort) {
+                Some(a) => Some(a),
+                None if self.opens_in_counterpart(c, q.unwrap_or(""), &req.filters, boosts) => None,
+                None => return Err(SearchError::InvalidCursor),
+            },
             None => None,
         };
         let searcher = self.reader.searcher();
         let generation = searcher.generation().generation_id();
-        let use_pages = self.page_cache.load(Ordering::Relaxed);
+        let use_pages = self.page_cache.load(Ordering::Relaxed) && boosts.is_none();
         let page_key = (fingerprint, req.cursor.clone(), limit);
         if use_pages {
             let pages = self.pages.lock().unwrap_or_else(|e| e.into_inner());
@@ -451,7 +497,10 @@ impl SearchIndex {
                 }
             }
         }
-        let query = self.build_query(&searcher, &terms, &req.filters);
+        let mut query = self.build_query(&searcher, &terms, &req.filters);
+        if let Some(b) = boosts {
+            query = self.boosted(query, b);
+        }
         // Counts change only when the index does: reuse them for later pages and for
         // repeated searches of the same generation.
         let cached = self
@@ -533,7 +582,7 @@ impl SearchIndex {
         let next_cursor = match (more, page.last()) {
             (true, Some(&(primary, id))) => Some(
                 self.cursor_key
-                    .seal(&PageCursor { sort, primary, id }, &fingerprint),
+                    .seal(&PageCursor { sort, primary, id }, &cursor_fp),
             ),
             _ => None,
         };
@@ -553,6 +602,52 @@ impl SearchIndex {
             pages.insert(page_key, (generation, page.clone()));
         }
         Ok(page)
+    }
+
+    /// Whether `cursor` is a valid cursor of the same search in the other mode (boosted
+    /// or plain), in either order.
+    fn opens_in_counterpart(
+        &self,
+        cursor: &str,
+        q: &str,
+        filters: &Filters,
+        boosts: Option<&Boosts>,
+    ) -> bool {
+        [Sort::Relevance, Sort::Newest].into_iter().any(|sort| {
+            let fp = cursor::fingerprint(q, filters, sort);
+            let fp = match boosts {
+                Some(_) => fp,
+                None => boosted_fingerprint(&fp),
+            };
+            self.cursor_key.open(cursor, &fp, sort).is_some()
+        })
+    }
+
+    /// `query` with every boost as an optional clause: the matches stay the same, and an
+    /// item with a boosted category or tag scores the boost's weight higher.
+    fn boosted(&self, query: Box<dyn Query>, boosts: &Boosts) -> Box<dyn Query> {
+        let f = &self.fields;
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Must, query)];
+        let facets = boosts
+            .categories
+            .iter()
+            .map(|(v, w)| ("category", v, *w))
+            .chain(boosts.tags.iter().map(|(v, w)| ("tag", v, *w)));
+        for (root, value, weight) in facets {
+            if !(weight.is_finite() && weight > 0.0) || value.is_empty() {
+                continue;
+            }
+            let term =
+                tantivy::Term::from_facet(f.facets, &Facet::from_path([root, value.as_str()]));
+            clauses.push((
+                Occur::Should,
+                Box::new(ConstScoreQuery::new(
+                    Box::new(TermQuery::new(term, IndexRecordOption::Basic)),
+                    weight,
+                )),
+            ));
+        }
+        Box::new(BooleanQuery::new(clauses))
     }
 
     fn build_query(

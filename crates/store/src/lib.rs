@@ -14,19 +14,33 @@
 //! - [`policy_versions`]: immutable published declarations.
 //! - [`identity`]: accounts, SMS challenges, throttle events, sessions (issue 3).
 //! - [`secrets`]: installation secrets (the receipt signing key), wrapped by the master key.
+//! - [`retention`]: deletions past declared retention, monthly partitions of the service
+//!   log on PostgreSQL, one-instance job locks.
+//! - [`staff`], [`audit`]: staff accounts and sessions; the hash-chained audit log with
+//!   signed heads (issue 7).
+//! - [`incidents`]: incidents, their append-only timeline, notices and announcements;
+//!   [`shares`]: the log of data shared with partners and data received from them (issue 7).
 //!
 //! Must not import: HTTP.
 
+pub mod audit;
 pub mod catalog;
+pub mod cessation;
 pub mod db;
 pub mod identity;
+pub mod incidents;
 pub mod interactions;
 pub mod ledger;
 pub mod personal;
 pub mod policy_versions;
+pub mod retention;
+pub mod revisions;
 pub mod rights;
 pub mod secrets;
+pub mod shares;
 pub mod signals;
+pub mod signals2;
+pub mod staff;
 pub mod vault;
 
 pub use db::{Backend, Db};

@@ -87,7 +87,7 @@ pub async fn load_all(db: &Db) -> StoreResult<Vec<Policy>> {
         .await?);
     rows.into_iter()
         .map(|(hash, source)| {
-            let policy = Policy::parse(&source).map_err(|e| {
+            let policy = Policy::parse_published(&source).map_err(|e| {
                 StoreError::Corrupt(format!("stored policy {hash} no longer parses: {e}"))
             })?;
             if policy.hash().as_str() != hash {

@@ -2,6 +2,13 @@
 //! its deadline, status history and, when refused, the reason, legal basis and complaint
 //! route. Reads and changes of one ticket by its user are scoped to the subject in the
 //! statement itself.
+//!
+//! - [`exports`]: background export jobs and the subject's service-log events read in
+//!   pages for them; unlinking those events at erasure.
+//! - [`complaints`]: complaints and reports, each tied to a ticket.
+
+pub mod complaints;
+pub mod exports;
 
 use custos_core::SubjectId;
 
@@ -31,7 +38,7 @@ pub struct TicketEvent {
     pub at_ms: i64,
 }
 
-type Row = (
+pub(crate) type Row = (
     i64,
     Vec<u8>,
     String,
@@ -45,10 +52,10 @@ type Row = (
     Option<String>,
 );
 
-const COLS: &str = "id, subject, kind, status, detail, created_ms, due_ms, closed_ms, \
+pub(crate) const COLS: &str = "id, subject, kind, status, detail, created_ms, due_ms, closed_ms, \
                     refusal_reason, refusal_basis, complaint_route";
 
-fn ticket(r: Row) -> Ticket {
+pub(crate) fn ticket(r: Row) -> Ticket {
     Ticket {
         id: r.0,
         subject: r.1,
@@ -85,6 +92,36 @@ pub async fn open(
             .fetch_one(&mut *tx).await?;
         sqlx::query("INSERT INTO rights_ticket_events (ticket_id, status, note, at_ms) VALUES ($1, 'open', '', $2)")
             .bind(row.0).bind(now_ms).execute(&mut *tx).await?;
+        tx.commit().await?;
+        row
+    });
+    Ok(ticket(row))
+}
+
+/// Records a request that was carried out at once (a self-service correction or
+/// deletion): the ticket, opened and closed as `completed` with `note`, and both history
+/// entries, in one transaction.
+pub async fn open_fulfilled(
+    db: &Db,
+    subject: SubjectId,
+    kind: &str,
+    detail: &str,
+    note: &str,
+    now_ms: i64,
+    due_ms: i64,
+) -> StoreResult<Ticket> {
+    let s = subject.as_bytes().to_vec();
+    let sql = format!(
+        "INSERT INTO rights_tickets (subject, kind, status, detail, created_ms, due_ms, closed_ms) \
+         VALUES ($1, $2, 'completed', $3, $4, $5, $4) RETURNING {COLS}"
+    );
+    let row: Row = on_db!(db, p => {
+        let mut tx = p.begin().await?;
+        let row: Row = sqlx::query_as(&sql)
+            .bind(s).bind(kind).bind(detail).bind(now_ms).bind(due_ms)
+            .fetch_one(&mut *tx).await?;
+        sqlx::query("INSERT INTO rights_ticket_events (ticket_id, status, note, at_ms) VALUES ($1, 'open', '', $2), ($1, 'completed', $3, $2)")
+            .bind(row.0).bind(now_ms).bind(note).execute(&mut *tx).await?;
         tx.commit().await?;
         row
     });
@@ -135,6 +172,31 @@ pub async fn events(db: &Db, id: i64) -> StoreResult<Vec<TicketEvent>> {
             status: r.0,
             note: r.1,
             at_ms: r.2,
+        })
+        .collect())
+}
+
+/// The status history of every ticket of the subject, oldest first, with the ticket id:
+/// one query for a whole list of tickets.
+pub async fn events_of_subject(
+    db: &Db,
+    subject: SubjectId,
+) -> StoreResult<Vec<(i64, TicketEvent)>> {
+    let rows: Vec<(i64, String, String, i64)> = on_db!(db, p => sqlx::query_as(
+        "SELECT e.ticket_id, e.status, e.note, e.at_ms FROM rights_ticket_events e \
+         JOIN rights_tickets t ON t.id = e.ticket_id WHERE t.subject = $1 ORDER BY e.id")
+        .bind(subject.as_bytes().to_vec()).fetch_all(p).await?);
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            (
+                r.0,
+                TicketEvent {
+                    status: r.1,
+                    note: r.2,
+                    at_ms: r.3,
+                },
+            )
         })
         .collect())
 }

@@ -196,6 +196,17 @@ impl EventStore {
             .rows_affected()))
     }
 
+    /// Deletes the events one pseudonym's subject gave under `purpose` (its withdrawal).
+    pub async fn delete_for(&self, pseudonym: &[u8; 16], purpose: &str) -> StoreResult<u64> {
+        Ok(on_db!(&self.db, p => sqlx::query(
+            "DELETE FROM service_events WHERE pseudonym = $1 AND purpose = $2")
+            .bind(pseudonym.to_vec())
+            .bind(purpose)
+            .execute(p)
+            .await?
+            .rows_affected()))
+    }
+
     /// Every stored event (all pseudonyms).
     pub async fn count(&self) -> StoreResult<i64> {
         let (n,): (i64,) = on_db!(&self.db, p => sqlx::query_as(
@@ -204,4 +215,30 @@ impl EventStore {
             .await?);
         Ok(n)
     }
+}
+
+/// What preference traits are derived from for catalog items: `(id, category, tags)` of
+/// each item of `ids` that exists (in no particular order). Reads the catalog only.
+pub async fn item_facets(db: &Db, ids: &[i64]) -> StoreResult<Vec<(i64, String, Vec<String>)>> {
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(500) {
+        let list = (1..=chunk.len())
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let sql = format!("SELECT id, category, tags FROM catalog_items WHERE id IN ({list})");
+        let rows: Vec<(i64, String, String)> = on_db!(db, p => {
+            let mut q = sqlx::query_as(&sql);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            q.fetch_all(p).await?
+        });
+        for (id, category, tags) in rows {
+            let tags: Vec<String> = serde_json::from_str(&tags)
+                .map_err(|e| crate::StoreError::Corrupt(format!("item {id} tags: {e}")))?;
+            out.push((id, category, tags));
+        }
+    }
+    Ok(out)
 }

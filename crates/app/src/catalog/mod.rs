@@ -101,6 +101,8 @@ pub struct SearchOutcome {
     pub facets_json: Arc<str>,
     pub next_cursor: Option<String>,
     pub sort: custos_search::Sort,
+    /// Ranked with the caller's preference traits (P12, L5); only the order differs.
+    pub personalized: bool,
 }
 
 impl SearchOutcome {
@@ -121,6 +123,8 @@ impl SearchOutcome {
         s.push_str(self.sort.as_str());
         s.push_str("\",\"next_cursor\":");
         s.push_str(&serde_json::to_string(&self.next_cursor).unwrap_or_else(|_| "null".into()));
+        s.push_str(",\"personalized\":");
+        s.push_str(if self.personalized { "true" } else { "false" });
         s.push_str(",\"facets\":");
         s.push_str(&self.facets_json);
         s.push('}');
@@ -354,7 +358,22 @@ impl Catalog {
 
     /// Searches the catalog. Reads only: nothing about the caller is kept.
     pub async fn search(&self, req: &SearchRequest) -> AppResult<SearchOutcome> {
-        let page = self.index.search(req).map_err(search_error)?;
+        self.search_boosted(req, None).await
+    }
+
+    /// Searches the catalog ranked with per-caller `boosts` (personalization, see
+    /// `signals::feed`); `personalized` in the answer says whether boosts were given.
+    /// Items are the same summaries either way: only their order can differ (L13).
+    pub async fn search_boosted(
+        &self,
+        req: &SearchRequest,
+        boosts: Option<&custos_search::Boosts>,
+    ) -> AppResult<SearchOutcome> {
+        let personalized = boosts.is_some();
+        let page = self
+            .index
+            .search_boosted(req, boosts)
+            .map_err(search_error)?;
         let mut out: Vec<Option<Arc<str>>> = Vec::with_capacity(page.ids.len());
         let mut missing = Vec::new();
         {
@@ -392,6 +411,7 @@ impl Catalog {
             facets_json: page.facets_json.clone(),
             next_cursor: page.next_cursor.clone(),
             sort: page.sort,
+            personalized,
         })
     }
 

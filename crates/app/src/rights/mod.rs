@@ -1,12 +1,26 @@
 //! Rights and lifecycle (issue 6): access and export, correction, deletion, withdrawal,
 //! account cancellation with erasure, rights tickets with deadlines, complaints, retention.
 //!
-//! Implemented so far: rights tickets (P17, L6). Every request a user makes about their
-//! data is a ticket with a deadline computed from a configurable calendar, a status
-//! history, and, when refused, a mandatory reason, legal basis and the complaint route of
-//! the published declaration. Operators list overdue and near-due tickets.
+//! Rights tickets (P17, L6): every request a user makes about their data is a ticket
+//! with a deadline computed from a configurable calendar, a status history, and, when
+//! refused, a mandatory reason, legal basis and the complaint route of the published
+//! declaration. Operators list overdue and near-due tickets.
+//!
+//! ## Layout
+//! - this file: tickets, account cancellation with cooling-off, erasure (L8).
+//! - `calendar`: working days and months for deadlines.
+//! - [`export`]: the export document (P33, L7), synchronous or as a background job with
+//!   progress and a signed, time-limited download link.
+//! - [`correction`]: correcting user-provided fields, each an answered correction ticket.
+//! - [`deletion`]: deleting one item of any kind, each an answered deletion ticket.
+//! - [`complaints`]: complaints and reports (P34), signed in or anonymous, answered by an
+//!   operator; the controller's contact (P37).
 
 mod calendar;
+pub mod complaints;
+pub mod correction;
+pub mod deletion;
+pub mod export;
 
 use std::sync::Arc;
 
@@ -16,9 +30,11 @@ use serde::Deserialize;
 use serde::Serialize;
 
 pub use calendar::Calendar;
+pub use export::export_html;
 
 use crate::catalog::Catalog;
 use crate::identity::{Identity, Reauthenticated};
+use crate::signals::Signals;
 use crate::{AppError, AppResult, Kernel};
 
 /// `[rights]` in `custos.toml`.
@@ -42,6 +58,9 @@ pub struct RightsConfig {
     /// Days after an account cancellation request during which the user can revoke it
     /// (default: 7).
     pub cooling_off_days: Option<u32>,
+    /// Seconds a background export's download link works; the export is deleted then
+    /// (default: 86400, one day).
+    pub export_link_ttl_secs: Option<u64>,
 }
 
 /// What a user can ask for.
@@ -54,6 +73,10 @@ pub enum TicketKind {
     Withdrawal,
     Cancellation,
     Explanation,
+    /// A complaint about how the service treats the user or their data (P34).
+    Complaint,
+    /// A report about content or conduct (P34).
+    Report,
 }
 
 impl TicketKind {
@@ -73,10 +96,21 @@ impl TicketKind {
             TicketKind::Withdrawal => "withdrawal",
             TicketKind::Cancellation => "cancellation",
             TicketKind::Explanation => "explanation",
+            TicketKind::Complaint => "complaint",
+            TicketKind::Report => "report",
         }
     }
+    /// One of the six rights request kinds (complaints and reports have their own route).
     pub fn parse(s: &str) -> Option<TicketKind> {
         TicketKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+    /// Any kind, including complaints and reports.
+    pub fn parse_any(s: &str) -> Option<TicketKind> {
+        TicketKind::parse(s).or(match s {
+            "complaint" => Some(TicketKind::Complaint),
+            "report" => Some(TicketKind::Report),
+            _ => None,
+        })
     }
 }
 
@@ -127,11 +161,13 @@ pub struct Rights {
     pub kernel: Arc<Kernel>,
     pub identity: Arc<Identity>,
     pub catalog: Arc<Catalog>,
+    pub signals: Arc<Signals>,
     calendar: Calendar,
     cancellation_working_days: u32,
     deadline_months: u32,
     near_due_ms: i64,
     cooling_off_ms: i64,
+    export_link_ttl_ms: i64,
 }
 
 impl std::fmt::Debug for Rights {
@@ -152,6 +188,7 @@ impl Rights {
         kernel: Arc<Kernel>,
         identity: Arc<Identity>,
         catalog: Arc<Catalog>,
+        signals: Arc<Signals>,
         cfg: &RightsConfig,
     ) -> anyhow::Result<Arc<Rights>> {
         let calendar = Calendar::from_config(cfg)?;
@@ -162,15 +199,21 @@ impl Rights {
                 "rights.deadline_months and rights.cancellation_working_days must be at least 1"
             );
         }
+        let ttl = cfg.export_link_ttl_secs.unwrap_or(86_400);
+        if ttl == 0 || ttl > 30 * 86_400 {
+            anyhow::bail!("rights.export_link_ttl_secs must be between 1 and 2592000 (30 days)");
+        }
         Ok(Arc::new(Rights {
             kernel,
             identity,
             catalog,
+            signals,
             calendar,
             cancellation_working_days,
             deadline_months,
             near_due_ms: i64::from(cfg.near_due_days.unwrap_or(3)) * 86_400_000,
             cooling_off_ms: i64::from(cfg.cooling_off_days.unwrap_or(7)) * 86_400_000,
+            export_link_ttl_ms: i64::try_from(ttl).unwrap_or(86_400) * 1_000,
         }))
     }
 
@@ -232,11 +275,19 @@ impl Rights {
 
     /// The subject's tickets, newest first, with their history.
     pub async fn tickets(&self, subject: SubjectId) -> AppResult<Vec<Ticket>> {
-        let mut out = Vec::new();
-        for t in store::of_subject(&self.kernel.db, subject).await? {
-            out.push(self.with_history(t).await?);
+        let mut history: std::collections::HashMap<i64, Vec<store::TicketEvent>> =
+            std::collections::HashMap::new();
+        for (id, e) in store::events_of_subject(&self.kernel.db, subject).await? {
+            history.entry(id).or_default().push(e);
         }
-        Ok(out)
+        store::of_subject(&self.kernel.db, subject)
+            .await?
+            .into_iter()
+            .map(|t| {
+                let h = history.remove(&t.id).unwrap_or_default();
+                self.ticket_view(t, h)
+            })
+            .collect()
     }
 
     /// For operators: open tickets that are overdue or due within the near-due window
@@ -399,9 +450,13 @@ impl Rights {
     }
 
     /// Erases a cancelled account from every store (L8): the account, sessions and
-    /// personal rows with the subject's key (crypto-shredding), its bookmarks, downloads,
-    /// shares and comments; its tickets are unlinked; partners that received its data
-    /// are recorded as owed a notification.
+    /// personal rows (profile, location, devices, traits) with the subject's key
+    /// (crypto-shredding), its bookmarks, downloads, shares, comments, switches, inbox,
+    /// ad events, export jobs, inbound third-party records and incident notices; the
+    /// partner-share log is kept under a random id; its analytics events are deleted and its other
+    /// service-log events (security logs) unlinked from it, kept de-identified; its
+    /// tickets are unlinked; partners that received its data are recorded as owed a
+    /// notification.
     async fn erase(&self, subject: SubjectId, ticket_id: i64) -> AppResult<ErasureReport> {
         let now = self.now_ms();
         let erasure_ref = SubjectId::random().to_string();
@@ -421,9 +476,20 @@ impl Rights {
             })
             .flat_map(|d| d.recipients.iter().cloned())
             .collect();
+        // Partners the egress path actually delivered this subject's data to.
+        partners.extend(custos_store::shares::partners_of(&self.kernel.db, subject).await?);
         partners.sort();
         partners.dedup();
         self.catalog.erase_subject(subject).await?;
+        // The share log stays as the record that shares happened, under a random id;
+        // inbound third-party records and incident notices addressed to it go.
+        custos_store::shares::erase_subject(&self.kernel.db, subject, SubjectId::random()).await?;
+        custos_store::incidents::delete_subject(&self.kernel.db, subject).await?;
+        // The subject's location and personalization switches, inbox and ad events.
+        self.signals.switches.delete_subject(subject).await?;
+        self.signals.erase_inbox_and_ads(subject).await?;
+        store::exports::delete_subject(&self.kernel.db, subject).await?;
+        self.unlink_events(subject).await?;
         self.identity.erase_account(subject).await?;
         for p in &partners {
             store::add_partner_notification(&self.kernel.db, &erasure_ref, p, now).await?;
@@ -439,89 +505,6 @@ impl Rights {
             kept_deidentified: kept_deidentified(),
             partners_to_notify: partners,
         })
-    }
-
-    /// Everything Custos holds about the caller (P33, L7), as JSON following
-    /// `docs/export.schema.json`: account, profile, consents with their signed receipts,
-    /// bookmarks, downloads, shares, comments and rights tickets. The request is itself
-    /// recorded as an access ticket, answered at once.
-    pub async fn export(&self, who: &Reauthenticated) -> AppResult<serde_json::Value> {
-        use custos_core::clock::rfc3339;
-        let subject = who.subject();
-        let ticket = self
-            .open_ticket(subject, TicketKind::Access, "self-service export")
-            .await?;
-        self.close_ticket(ticket.id, "completed", "exported to the user")
-            .await?;
-        let json = |v: &dyn erased::Ser| v.to_json();
-        let account = match self.identity.account(subject).await {
-            Ok(a) => json(&a),
-            Err(AppError::NotFound) => serde_json::Value::Null,
-            Err(e) => return Err(e),
-        };
-        let profile = match self.identity.profile(subject).await {
-            Ok(p) => json(&p),
-            Err(AppError::NotFound) => serde_json::Value::Null,
-            Err(e) => return Err(e),
-        };
-        let records = self.kernel.consent_history(subject).await?;
-        let mut receipt_ids: Vec<uuid::Uuid> = records.iter().map(|r| r.receipt_id).collect();
-        receipt_ids.sort();
-        receipt_ids.dedup();
-        let mut receipts = Vec::new();
-        for id in receipt_ids {
-            receipts.push(json(&self.kernel.receipt(subject, id).await?));
-        }
-        let consents: Vec<serde_json::Value> = records
-            .iter()
-            .map(|r| {
-                serde_json::json!({
-                    "purpose": r.purpose,
-                    "decision": json(&r.decision),
-                    "method": json(&r.method),
-                    "at": rfc3339(r.at_ms),
-                    "policy_hash": r.policy_hash,
-                    "receipt_id": r.receipt_id.to_string(),
-                })
-            })
-            .collect();
-        let tickets: Vec<serde_json::Value> = self
-            .tickets(subject)
-            .await?
-            .into_iter()
-            .map(|t| {
-                serde_json::json!({
-                    "id": t.id,
-                    "kind": t.kind.as_str(),
-                    "status": t.status,
-                    "detail": t.detail,
-                    "created_at": rfc3339(t.created_ms),
-                    "due_at": rfc3339(t.due_ms),
-                    "closed_at": t.closed_ms.map(rfc3339),
-                    "refusal_reason": t.refusal_reason,
-                    "refusal_legal_basis": t.refusal_basis,
-                    "history": t.history.iter().map(|e| serde_json::json!({
-                        "status": e.status, "note": e.note, "at": rfc3339(e.at_ms)
-                    })).collect::<Vec<_>>(),
-                })
-            })
-            .collect();
-        let list = |v: Vec<serde_json::Value>| serde_json::Value::Array(v);
-        let c = &self.catalog;
-        Ok(serde_json::json!({
-            "format": "custos-export-v1",
-            "generated_at": rfc3339(self.now_ms()),
-            "subject": subject.to_string(),
-            "account": account,
-            "profile": profile,
-            "consents": consents,
-            "receipts": receipts,
-            "bookmarks": list(c.bookmarks(subject).await?.iter().map(|v| json(v)).collect()),
-            "downloads": list(c.downloads(subject).await?.iter().map(|v| json(v)).collect()),
-            "shares": list(c.shares(subject).await?.iter().map(|v| json(v)).collect()),
-            "comments": list(c.my_comments(subject).await?.iter().map(|v| json(v)).collect()),
-            "rights_tickets": tickets,
-        }))
     }
 
     async fn close_ticket(&self, id: i64, status: &str, note: &str) -> AppResult<()> {
@@ -551,7 +534,11 @@ impl Rights {
 
     async fn with_history(&self, t: store::Ticket) -> AppResult<Ticket> {
         let history = store::events(&self.kernel.db, t.id).await?;
-        let kind = TicketKind::parse(&t.kind)
+        self.ticket_view(t, history)
+    }
+
+    fn ticket_view(&self, t: store::Ticket, history: Vec<store::TicketEvent>) -> AppResult<Ticket> {
+        let kind = TicketKind::parse_any(&t.kind)
             .ok_or_else(|| AppError::Internal(format!("unknown ticket kind {}", t.kind)))?;
         Ok(Ticket {
             id: t.id,
@@ -628,64 +615,25 @@ pub struct ErasureReport {
     pub partners_to_notify: Vec<String>,
 }
 
-mod erased {
-    /// Serializes any view to JSON (`null` if it cannot be).
-    pub trait Ser {
-        fn to_json(&self) -> serde_json::Value;
+/// Unlinks the subject's service-log events (see [`store::exports::unlink_events`]).
+impl Rights {
+    pub(crate) async fn unlink_events(&self, subject: SubjectId) -> AppResult<(u64, u64)> {
+        let pseudonym = self.events_pseudonym(subject);
+        let replacement = *SubjectId::random().as_bytes();
+        Ok(store::exports::unlink_events(
+            &self.kernel.db,
+            &pseudonym,
+            &replacement,
+            crate::signals::LOGS_PURPOSE,
+        )
+        .await?)
     }
-    impl<T: serde::Serialize> Ser for T {
-        fn to_json(&self) -> serde_json::Value {
-            serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
-        }
-    }
-}
 
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-/// A human-readable HTML summary of an export made by [`Rights::export`].
-pub fn export_html(export: &serde_json::Value) -> String {
-    let mut out = String::from(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Your data</title></head><body>",
-    );
-    out.push_str("<h1>Your data in Custos</h1>");
-    out.push_str(&format!(
-        "<p>Generated {} for account {}.</p>",
-        escape(export["generated_at"].as_str().unwrap_or("")),
-        escape(export["subject"].as_str().unwrap_or(""))
-    ));
-    for (key, title) in [
-        ("account", "Account"),
-        ("profile", "Profile"),
-        ("consents", "Consent decisions"),
-        ("bookmarks", "Bookmarks"),
-        ("downloads", "Downloads"),
-        ("shares", "Share links"),
-        ("comments", "Comments"),
-        ("rights_tickets", "Your rights requests"),
-        ("receipts", "Signed consent receipts"),
-    ] {
-        out.push_str(&format!("<h2>{title}</h2>"));
-        match &export[key] {
-            serde_json::Value::Array(items) if items.is_empty() => out.push_str("<p>None.</p>"),
-            serde_json::Value::Array(items) => {
-                out.push_str(&format!("<p>{} entries.</p><ul>", items.len()));
-                for it in items {
-                    out.push_str(&format!(
-                        "<li><code>{}</code></li>",
-                        escape(&it.to_string())
-                    ));
-                }
-                out.push_str("</ul>");
-            }
-            serde_json::Value::Null => out.push_str("<p>None.</p>"),
-            v => out.push_str(&format!("<pre>{}</pre>", escape(&v.to_string()))),
-        }
+    /// The pseudonym the subject's service-log events carry.
+    pub(crate) fn events_pseudonym(&self, subject: SubjectId) -> [u8; 16] {
+        self.kernel.ring.pseudonym(
+            crate::signals::EVENTS_DOMAIN,
+            subject.to_string().as_bytes(),
+        )
     }
-    out.push_str("</body></html>");
-    out
 }

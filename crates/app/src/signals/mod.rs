@@ -12,6 +12,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::{AppError, AppResult, Kernel};
 
+pub mod ads;
+pub mod device;
+pub mod feed;
+pub mod profile;
+pub mod push;
+
 /// The purpose (separate consent) under which the present location is kept.
 pub const LOCATION_PURPOSE: &str = "location";
 /// The personal field holding the subject's one coarse geohash.
@@ -22,7 +28,22 @@ pub const LOCATION_SWITCH: &str = "location";
 /// `[signals]` in `custos.toml`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SignalsConfig {}
+pub struct SignalsConfig {
+    /// Audience segments (P12), see [`profile::SegmentConfig`]; validated at start.
+    #[serde(default)]
+    pub segments: Vec<profile::SegmentConfig>,
+    /// k: ad effectiveness counts are released only for groups of at least this many
+    /// distinct users (default 10, at least 2).
+    pub ads_min_group_users: Option<u32>,
+    /// `none` (default: messages stay in the inbox) or `http` (the push channel's webhook).
+    pub push_gateway: Option<String>,
+    /// The webhook URL for `push_gateway = "http"`.
+    pub push_http_url: Option<String>,
+    /// A file holding the webhook's bearer token.
+    pub push_http_token_file: Option<std::path::PathBuf>,
+    /// Per-attempt timeout of the webhook (default 5000 ms).
+    pub push_http_timeout_ms: Option<u64>,
+}
 
 /// The signals service.
 #[derive(Debug)]
@@ -34,6 +55,18 @@ pub struct Signals {
     pub dropped_unconsented: AtomicU64,
     /// Profile reads made for ranking (a counter the tests use as a spy, L5).
     pub profile_reads: AtomicU64,
+    /// The configured audience segments (P12).
+    pub segments: Vec<profile::SegmentConfig>,
+    /// Ad impressions and clicks, de-identified (P27).
+    pub ads: custos_store::signals2::AdStore,
+    /// k of the ad effectiveness release rule.
+    pub ads_min_group_users: u32,
+    /// Serializes recording GPC objections, so one signal is recorded once (L14).
+    pub gpc_lock: tokio::sync::Mutex<()>,
+    /// The per-user inbox.
+    pub inbox: custos_store::signals2::InboxStore,
+    /// Where pushes go.
+    pub push: Arc<dyn push::PushGateway>,
 }
 
 /// The subject's location state as the API shows it.
@@ -145,15 +178,23 @@ fn text(field: &'static str, v: &Option<String>) -> AppResult<Option<String>> {
 }
 
 impl Signals {
-    pub async fn open(kernel: Arc<Kernel>, _cfg: &SignalsConfig) -> anyhow::Result<Arc<Signals>> {
+    pub async fn open(kernel: Arc<Kernel>, cfg: &SignalsConfig) -> anyhow::Result<Arc<Signals>> {
+        profile::validate_segments(&cfg.segments)?;
         let switches = SwitchStore::new(kernel.db.clone());
         let events = EventStore::new(kernel.db.clone());
+        let kernel_db = kernel.db.clone();
         Ok(Arc::new(Signals {
             kernel,
             switches,
             events,
             dropped_unconsented: AtomicU64::new(0),
             profile_reads: AtomicU64::new(0),
+            segments: cfg.segments.clone(),
+            ads: custos_store::signals2::AdStore::new(kernel_db.clone()),
+            ads_min_group_users: ads::min_group_users(cfg)?,
+            gpc_lock: tokio::sync::Mutex::new(()),
+            inbox: custos_store::signals2::InboxStore::new(kernel_db),
+            push: push::gateway_from_config(cfg)?,
         }))
     }
 
@@ -297,6 +338,8 @@ impl Signals {
             });
         };
         self.kernel.fresh(subject).await?;
+        // Preference traits, under their own purpose and switch (P12).
+        self.derive_traits(subject, batch, ctx).await?;
         let pseudonym = self
             .kernel
             .ring

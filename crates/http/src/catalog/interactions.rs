@@ -399,7 +399,7 @@ pub async fn moderate(
     ApiPath(id): ApiPath<i64>,
     ApiJson(r): ApiJson<ModerationRequest>,
 ) -> ApiResult<StatusCode> {
-    operator(&s, &headers)?;
+    operator(&s, &headers, custos_app::ops::Permission::CommentsModerate).await?;
     s.catalog
         .moderate(id, &r.status)
         .await

@@ -40,6 +40,11 @@ impl Env {
                     format!("sqlite://{}", dir.path().join("keys.db").display())
                 }),
                 master_key: MasterKeySource::Inline(MasterKey::generate(&mut OsRng).to_base64()),
+                // Cancellations are erased on the next run (the erasure test below).
+                rights: custos_app::rights::RightsConfig {
+                    cooling_off_days: Some(0),
+                    ..Default::default()
+                },
                 ..Default::default()
             };
         let app = App::open(&cfg, Arc::new(FakeClock::default()))
@@ -217,6 +222,7 @@ on_both!(
     partners_abroad_need_cross_border_consent_and_every_partner_a_contract,
     public_disclosure_is_impossible_without_a_separate_consent_record,
     inbound_data_is_recorded_encrypted_shown_and_sensitive_fields_wait_for_confirmation,
+    erasure_rekeys_the_share_log_deletes_inbound_data_and_names_the_partners_to_tell,
 );
 
 fn consent(purpose: &str) -> ShareBasis {
@@ -628,4 +634,65 @@ async fn inbound_data_is_recorded_encrypted_shown_and_sensitive_fields_wait_for_
         let hits = custos_testkit::files_contain(env.dir.path(), b"Mingming");
         assert!(hits.is_empty(), "found in clear in {hits:?}");
     }
+}
+
+/// L8: a cancelled account's share log stays as the record that shares happened but no
+/// longer names the subject, its inbound third-party data is gone, and the partner that
+/// actually received data is among the partners owed an erasure notice.
+async fn erasure_rekeys_the_share_log_deletes_inbound_data_and_names_the_partners_to_tell(
+    env: Env,
+) {
+    let s = env.user().await;
+    env.decide(s, "partner_sharing", Decision::Given).await;
+    env.share(
+        s,
+        "xingyao_brands",
+        &[PSEUDONYM_FIELD, TRAITS_FIELD],
+        &consent("partner_sharing"),
+    )
+    .await
+    .unwrap();
+    env.decide(s, "location", Decision::Given).await;
+    env.app
+        .ops
+        .receive_inbound(
+            &Actor::OperatorToken,
+            &InboundInput {
+                subject: s,
+                source: "Xingyao Brand Services".into(),
+                consent_commitment: "The user agreed in the Xingyao app on 2026-10-01.".into(),
+                purpose: "location".into(),
+                fields: vec![InboundFieldInput {
+                    name: "gps".into(),
+                    category: "user.location.precise".into(),
+                    value: Personal::new("31.230416,121.473701".into()),
+                }],
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(env.app.ops.shares_of(s).await.unwrap().len(), 1);
+    assert_eq!(env.app.ops.inbound_of(s).await.unwrap().len(), 1);
+    let shares_before = custos_store::shares::shares_of(&env.app.kernel.db, s)
+        .await
+        .unwrap();
+    assert_eq!(shares_before.len(), 1);
+
+    let identity = &env.app.identity;
+    let session = identity.create_session(s, true).await.unwrap();
+    let session = identity.authenticate(session.token.expose()).await.unwrap();
+    let who = identity.reauthenticated(&session).unwrap();
+    env.app.rights.request_cancellation(&who).await.unwrap();
+    let reports = env.app.rights.run_due_cancellations().await.unwrap();
+    assert_eq!(reports.len(), 1, "the cancellation was not carried out");
+    assert!(
+        reports[0]
+            .partners_to_notify
+            .iter()
+            .any(|p| p == "xingyao_brands"),
+        "{:?}",
+        reports[0].partners_to_notify
+    );
+    assert!(env.app.ops.shares_of(s).await.unwrap().is_empty());
+    assert!(env.app.ops.inbound_of(s).await.unwrap().is_empty());
 }

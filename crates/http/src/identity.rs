@@ -441,6 +441,9 @@ pub async fn set_nickname(
 ) -> ApiResult<StatusCode> {
     let n = Nickname::parse(&req.nickname)?;
     s.identity.set_nickname(session.subject, &n).await?;
+    s.rights
+        .record_correction(session.subject, "nickname", "nickname")
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -469,6 +472,9 @@ pub async fn set_avatar(
 ) -> ApiResult<StatusCode> {
     s.identity
         .set_avatar(session.subject, body.to_vec())
+        .await?;
+    s.rights
+        .record_correction(session.subject, "avatar", "avatar")
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -365,6 +365,37 @@ async fn corrections_and_single_item_deletions_answer_with_their_audit_ticket_an
         .call("GET", "/api/v1/me/corrections", Some(&alice), None)
         .await;
     assert_eq!(r.json()["tickets"].as_array().unwrap().len(), 1);
+    // The older per-field routes are audited the same way (P33): a nickname set and a
+    // comment edited there each leave an answered correction ticket.
+    let r = app
+        .call(
+            "PUT",
+            "/api/v1/me/profile/nickname",
+            Some(&alice),
+            Some(json!({"nickname": "Alice-2"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let r = app
+        .call(
+            "PATCH",
+            &format!("/api/v1/me/comments/{}", c.id),
+            Some(&alice),
+            Some(json!({"body": "best words"})),
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    let r = app
+        .call("GET", "/api/v1/me/corrections", Some(&alice), None)
+        .await;
+    let tickets = r.json()["tickets"].as_array().unwrap().clone();
+    assert_eq!(tickets.len(), 3, "{tickets:?}");
+    assert!(tickets.iter().all(|t| t["status"] == "completed"));
 
     // Deletion: Bob's attempt is a 404 like a missing id; Alice's takes effect at once.
     let uri = format!("/api/v1/me/data/bookmark/{}", b.id);

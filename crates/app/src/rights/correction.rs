@@ -129,6 +129,26 @@ impl Rights {
         .await
     }
 
+    /// Records a change the user made through a per-field route (`PUT
+    /// /api/v1/me/profile/nickname`, `PATCH /api/v1/me/comments/{id}`, ...) as an answered
+    /// correction ticket, so every correction is audited whichever route made it. `field`
+    /// is one of [`FIELDS`]; `detail` names the row, never the value.
+    pub async fn record_correction(
+        &self,
+        subject: SubjectId,
+        field: &'static str,
+        detail: &str,
+    ) -> AppResult<Ticket> {
+        debug_assert!(FIELDS.contains(&field));
+        self.record_fulfilled(
+            subject,
+            TicketKind::Correction,
+            detail,
+            &format!("{field} corrected by the user"),
+        )
+        .await
+    }
+
     /// The caller's corrections (answered correction tickets and any filed by hand).
     pub async fn corrections(&self, subject: SubjectId) -> AppResult<Vec<Ticket>> {
         Ok(self

@@ -359,12 +359,15 @@ pub async fn edit_comment(
     ApiJson(r): ApiJson<CommentRequest>,
 ) -> ApiResult<Json<CommentView>> {
     let ctx = ctx(&s, &session).await?;
-    Ok(Json(
-        s.catalog
-            .edit_comment(session.0.subject, &ctx, id, &r.body, r.attest_may_share)
-            .await
-            .map_err(catalog_error)?,
-    ))
+    let view = s
+        .catalog
+        .edit_comment(session.0.subject, &ctx, id, &r.body, r.attest_may_share)
+        .await
+        .map_err(catalog_error)?;
+    s.rights
+        .record_correction(session.0.subject, "comment", &format!("comment {id}"))
+        .await?;
+    Ok(Json(view))
 }
 
 /// Deletes one of the caller's comments.

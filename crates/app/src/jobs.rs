@@ -1,4 +1,5 @@
-//! Background jobs: the retention purge (L9) and due account cancellations (P19, L8), run
+//! Background jobs: the retention purge (L9), due account cancellations (P19, L8) and the
+//! 72-hour incident alarm (P25, L11), run
 //! by `custos jobs run` or in-process on a schedule by `custos serve`, one instance of each
 //! job at a time across processes (PostgreSQL advisory lock; a leased lock row on SQLite).
 //!
@@ -27,6 +28,7 @@ use custos_policy::RetentionFrom;
 use custos_store::retention::{self, Dropped};
 use serde::Deserialize;
 
+use crate::ops::incidents::IncidentAlarm;
 use crate::rights::ErasureReport;
 use crate::{App, AppError, AppResult};
 
@@ -42,6 +44,9 @@ pub struct JobsConfig {
     pub purge_interval_secs: u64,
     /// Seconds between two looks for due account cancellations (default: 600).
     pub cancellations_interval_secs: u64,
+    /// Seconds between two looks for incidents past the 72-hour regulator deadline
+    /// (default: 900).
+    pub incident_alarms_interval_secs: u64,
     /// Months of service-log partitions created ahead on PostgreSQL (default: 3).
     pub partitions_ahead_months: u32,
     /// Seconds a SQLite job lock is leased for; a process that died holding it blocks the
@@ -55,6 +60,7 @@ impl Default for JobsConfig {
             enabled: true,
             purge_interval_secs: 3_600,
             cancellations_interval_secs: 600,
+            incident_alarms_interval_secs: 900,
             partitions_ahead_months: 3,
             lock_lease_secs: 1_800,
         }
@@ -68,15 +74,18 @@ pub enum Job {
     Purge,
     /// Erases the accounts whose cancellation cooling-off period is over.
     Cancellations,
+    /// Raises the alarm for incidents 72 hours past detection without a regulator report.
+    IncidentAlarms,
 }
 
 impl Job {
-    pub const ALL: [Job; 2] = [Job::Purge, Job::Cancellations];
+    pub const ALL: [Job; 3] = [Job::Purge, Job::Cancellations, Job::IncidentAlarms];
 
     pub fn name(self) -> &'static str {
         match self {
             Job::Purge => "purge",
             Job::Cancellations => "cancellations",
+            Job::IncidentAlarms => "incident_alarms",
         }
     }
 }
@@ -126,6 +135,8 @@ impl PurgeReport {
 pub enum Outcome {
     Purged(PurgeReport),
     Cancelled(Vec<ErasureReport>),
+    /// Alarms raised by this run (incidents alarmed before are not raised again).
+    Alarmed(Vec<IncidentAlarm>),
     /// Another process (or task) held the job's lock: nothing was done.
     Skipped,
 }
@@ -145,6 +156,13 @@ impl std::fmt::Display for JobRun {
                 f,
                 "{job}: skipped, another process is running it (its lock is held)"
             ),
+            Outcome::Alarmed(a) => {
+                write!(f, "{job}: raised {} alarm(s)", a.len())?;
+                for x in a {
+                    write!(f, "; incident {}", x.incident_id)?;
+                }
+                Ok(())
+            }
             Outcome::Cancelled(r) => {
                 write!(f, "{job}: erased {} account(s)", r.len())?;
                 for e in r {
@@ -231,6 +249,12 @@ impl Jobs {
         let result = match job {
             Job::Purge => self.purge().await.map(Outcome::Purged),
             Job::Cancellations => self.cancellations().await.map(Outcome::Cancelled),
+            Job::IncidentAlarms => self
+                .app
+                .ops
+                .raise_incident_alarms()
+                .await
+                .map(Outcome::Alarmed),
         };
         let released = lock.release().await;
         let run = JobRun {
@@ -261,6 +285,7 @@ impl Jobs {
             match job {
                 Job::Purge => self.cfg.purge_interval_secs,
                 Job::Cancellations => self.cfg.cancellations_interval_secs,
+                Job::IncidentAlarms => self.cfg.incident_alarms_interval_secs,
             }
             .max(1),
         )
@@ -307,6 +332,7 @@ impl Jobs {
         tracing::info!(
             purge_interval_secs = jobs.cfg.purge_interval_secs,
             cancellations_interval_secs = jobs.cfg.cancellations_interval_secs,
+            incident_alarms_interval_secs = jobs.cfg.incident_alarms_interval_secs,
             "background jobs scheduled"
         );
         Ok(Some(tokio::spawn(async move {

@@ -85,6 +85,7 @@ on_both!(
     affected_users_come_from_the_data_map_and_are_told_once_with_every_l11_field,
     an_announcement_is_public_when_individual_notice_is_impractical,
     the_alarm_rings_72_hours_after_detection_until_a_regulator_report_is_recorded,
+    the_scheduled_alarm_job_raises_each_overdue_incident_once_with_an_audit_entry,
 );
 
 fn complete(detected_ms: i64) -> IncidentInput {
@@ -366,4 +367,49 @@ async fn the_alarm_rings_72_hours_after_detection_until_a_regulator_report_is_re
         .await
         .unwrap_err();
     assert_eq!(e.code(), "already_reported");
+}
+
+async fn the_scheduled_alarm_job_raises_each_overdue_incident_once_with_an_audit_entry(env: Env) {
+    use custos_app::jobs::{Job, Jobs, JobsConfig, Outcome};
+    let ops = &env.app.ops;
+    let jobs = Jobs::new(env.app.clone(), JobsConfig::default());
+    let i = ops
+        .record_incident(&Actor::Cli, &complete(env.clock.now_ms()))
+        .await
+        .unwrap();
+    let alarmed = |o: Outcome| match o {
+        Outcome::Alarmed(a) => a.into_iter().map(|a| a.incident_id).collect::<Vec<_>>(),
+        other => panic!("not an alarm run: {other:?}"),
+    };
+    env.advance_hours(71);
+    assert!(alarmed(jobs.run(Job::IncidentAlarms).await.unwrap().outcome).is_empty());
+    env.advance_hours(2); // 73 h since detection, no regulator report
+    assert_eq!(
+        alarmed(jobs.run(Job::IncidentAlarms).await.unwrap().outcome),
+        vec![i.id]
+    );
+    // The next run does not raise it again; the timeline and the audit log hold it once.
+    env.advance_hours(1);
+    assert!(alarmed(jobs.run(Job::IncidentAlarms).await.unwrap().outcome).is_empty());
+    let timeline = ops.incident(i.id).await.unwrap().timeline;
+    assert_eq!(
+        timeline
+            .iter()
+            .filter(|t| t.action == custos_app::ops::incidents::ALARM_ACTION)
+            .count(),
+        1
+    );
+    let audit = custos_store::audit::entries(&env.app.kernel.db, 0, 10_000, None)
+        .await
+        .unwrap();
+    let raised: Vec<_> = audit
+        .iter()
+        .filter(|e| e.action == "incident.alarm")
+        .collect();
+    assert_eq!(raised.len(), 1);
+    assert_eq!(raised[0].target, format!("incident:{}", i.id));
+    assert_eq!(raised[0].outcome, "raised");
+    // Nothing from the incident's text (which may describe people) is in the entry.
+    assert!(!raised[0].detail.contains("Nickname"));
+    assert!(Job::ALL.contains(&Job::IncidentAlarms));
 }

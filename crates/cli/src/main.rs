@@ -861,7 +861,7 @@ async fn serve(args: ServeArgs, file: FileConfig) -> anyhow::Result<()> {
             .or(file.write_rate_limit)
             .unwrap_or(custos_http::limit::DEFAULT_WRITES_PER_SECOND),
     };
-    let router = custos_http::app_with(app.clone(), opts);
+    let router = custos_web::app_with(app.clone(), opts);
     axum::serve(
         listener,
         router.into_make_service_with_connect_info::<SocketAddr>(),

@@ -85,6 +85,12 @@ pub fn app(app: App) -> Router {
 
 /// Builds the router with explicit settings.
 pub fn app_with(app: App, opts: HttpOptions) -> Router {
+    app_with_routes(app, opts, Router::new())
+}
+
+/// Builds the router with explicit settings and `extra` routes (the web UI) merged into
+/// the API's, under the same limits, discontinuation check and middleware.
+pub fn app_with_routes(app: App, opts: HttpOptions, extra: Router<AppState>) -> Router {
     observe::handle();
     let state = AppState {
         kernel: app.kernel,
@@ -97,6 +103,7 @@ pub fn app_with(app: App, opts: HttpOptions) -> Router {
         limiter: limit::WriteLimiter::per_second(opts.writes_per_second),
     };
     routes::router()
+        .merge(extra)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             limit::limit_writes,

@@ -23,11 +23,10 @@ use crate::error::{ApiJson, ApiPath, ApiQuery, ApiResult, ErrorBody};
 use crate::routes::ReceiptView;
 use crate::{ApiError, AppState};
 
-/// The permission that changes the policy's lifecycle (cessations, controller). Held
-/// by the privacy officer.
-const POLICY_MANAGE: Permission = Permission::CancellationsRun;
-/// The permission that reads it (cessation progress, sink regions).
-const POLICY_READ: Permission = Permission::AuditRead;
+/// The permission that changes the policy's lifecycle (cessations, controller) and reads
+/// it (cessation progress, sink regions). Held by the privacy officer and the admin.
+const POLICY_MANAGE: Permission = Permission::PolicyManage;
+const POLICY_READ: Permission = Permission::PolicyManage;
 
 pub fn routes() -> Router<AppState> {
     Router::new()

@@ -26,6 +26,7 @@
 pub mod audit;
 pub mod catalog;
 pub mod cessation;
+pub mod dashboard;
 pub mod db;
 pub mod identity;
 pub mod incidents;

@@ -125,7 +125,7 @@ pub struct Announcement {
 }
 
 /// An incident whose regulator report is overdue.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct IncidentAlarm {
     pub incident_id: i64,
     pub title: String,
@@ -134,6 +134,9 @@ pub struct IncidentAlarm {
     /// How long past the deadline, in milliseconds.
     pub overdue_ms: i64,
 }
+
+/// The timeline action of a raised 72-hour alarm.
+pub const ALARM_ACTION: &str = "alarm_raised";
 
 /// One row of the data map: a store holds these categories for a purpose.
 #[derive(Debug, Clone, Serialize)]
@@ -629,6 +632,52 @@ impl Ops {
         }
         metrics::gauge!("custos_incident_alarms").set(alarms.len() as f64);
         Ok(alarms)
+    }
+
+    /// What the jobs scheduler runs ([`crate::jobs::Job::IncidentAlarms`]): every overdue
+    /// incident ([`Ops::incident_alarms`], which sets the gauge and logs), and for each one
+    /// not alarmed before, an `alarm_raised` timeline entry, an `incident.alarm` audit
+    /// entry and the `custos_incident_alarms_raised_total` counter. Returns the alarms
+    /// raised by this run (each incident once). Nothing personal is logged or audited:
+    /// the incident id and how overdue it is.
+    pub async fn raise_incident_alarms(&self) -> AppResult<Vec<IncidentAlarm>> {
+        let mut raised = Vec::new();
+        for a in self.incident_alarms().await? {
+            let timeline = store::timeline(&self.kernel.db, a.incident_id).await?;
+            if timeline.iter().any(|t| t.action == ALARM_ACTION) {
+                continue;
+            }
+            let detail = format!(
+                "no regulator report 72 hours after detection (due {})",
+                custos_core::clock::rfc3339(a.due_ms)
+            );
+            store::append(
+                &self.kernel.db,
+                a.incident_id,
+                ALARM_ACTION,
+                "jobs",
+                &detail,
+                self.now_ms(),
+            )
+            .await?;
+            self.record(
+                "jobs",
+                "incident.alarm",
+                &format!("incident:{}", a.incident_id),
+                "raised",
+                "regulator report overdue",
+                serde_json::json!({ "due_ms": a.due_ms, "overdue_ms": a.overdue_ms }),
+            )
+            .await?;
+            metrics::counter!("custos_incident_alarms_raised_total").increment(1);
+            tracing::error!(
+                incident = a.incident_id,
+                overdue_hours = a.overdue_ms / 3_600_000,
+                "incident alarm raised: report it to the regulator"
+            );
+            raised.push(a);
+        }
+        Ok(raised)
     }
 
     /// The one place service notices of this module reach a user: an inbox message and a

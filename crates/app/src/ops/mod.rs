@@ -32,6 +32,7 @@ use crate::Kernel;
 pub mod audit;
 pub mod cessation;
 pub mod controller;
+pub mod dashboard;
 pub mod incidents;
 pub mod partners;
 pub mod rbac;

@@ -50,6 +50,10 @@ pub enum Permission {
     PartnersShare,
     /// Record data about a user received from a third party.
     InboundRecord,
+    /// Change the policy's lifecycle: discontinue a feature or the service, run the
+    /// erasure of discontinued data, record a new controller; read cessation progress
+    /// and sink regions.
+    PolicyManage,
 }
 
 impl Role {
@@ -97,8 +101,9 @@ impl Role {
                 IncidentsManage,
                 PartnersShare,
                 InboundRecord,
+                PolicyManage,
             ],
-            Role::Admin => &[CatalogWrite, AuditRead, StaffRead, StaffManage],
+            Role::Admin => &[CatalogWrite, AuditRead, StaffRead, StaffManage, PolicyManage],
         }
     }
 
@@ -108,7 +113,7 @@ impl Role {
 }
 
 impl Permission {
-    pub const ALL: [Permission; 13] = [
+    pub const ALL: [Permission; 14] = [
         Permission::CatalogWrite,
         Permission::CommentsModerate,
         Permission::RightsTicketsRead,
@@ -122,6 +127,7 @@ impl Permission {
         Permission::IncidentsManage,
         Permission::PartnersShare,
         Permission::InboundRecord,
+        Permission::PolicyManage,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -139,6 +145,7 @@ impl Permission {
             Permission::IncidentsManage => "incidents.manage",
             Permission::PartnersShare => "partners.share",
             Permission::InboundRecord => "inbound.record",
+            Permission::PolicyManage => "policy.manage",
         }
     }
 }

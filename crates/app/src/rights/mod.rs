@@ -221,6 +221,12 @@ impl Rights {
         self.kernel.clock.now_ms()
     }
 
+    /// How long a cancelled account may still be revoked before erasure (`[rights]
+    /// cooling_off_days`), in milliseconds.
+    pub fn cooling_off_ms(&self) -> i64 {
+        self.cooling_off_ms
+    }
+
     /// The calendar deadlines are computed with.
     pub fn calendar(&self) -> &Calendar {
         &self.calendar

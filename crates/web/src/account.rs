@@ -1,0 +1,8 @@
+//! See the crate documentation.
+
+use axum::Router;
+use custos_http::AppState;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+}

@@ -1,0 +1,142 @@
+//! Posted forms. [`WebForm`] accepts an `application/x-www-form-urlencoded` body only
+//! when the request comes from this origin (`Sec-Fetch-Site: same-origin`, or an
+//! `Origin` equal to the `Host`), and, for a signed-in caller, when the form's
+//! [`CSRF_FIELD`] equals the session's CSRF token. Render [`csrf_input`] in every form.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use custos_http::AppState;
+use maud::{html, Markup};
+use serde::de::DeserializeOwned;
+
+use crate::ctx::Ctx;
+use crate::error::WebError;
+
+/// The hidden form field carrying the session's CSRF token.
+pub const CSRF_FIELD: &str = "_csrf";
+
+/// Largest form body accepted (file uploads use their own limits).
+pub const MAX_FORM_BYTES: usize = 64 * 1024;
+
+/// Percent-encodes a query value.
+pub fn encode(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// A local path to go back to after a form (`next=`), or `/`: never another origin.
+pub fn safe_next(next: Option<&str>) -> String {
+    match next {
+        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => {
+            n.to_owned()
+        }
+        _ => "/".to_owned(),
+    }
+}
+
+/// The hidden CSRF field for a form (empty value when signed out).
+pub fn csrf_input(ctx: &Ctx) -> Markup {
+    html! { input type="hidden" name=(CSRF_FIELD) value=(ctx.csrf()); }
+}
+
+/// Whether a state-changing request comes from a page of this origin.
+pub fn same_origin(parts: &Parts) -> bool {
+    let h = &parts.headers;
+    if let Some(site) = h.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        return matches!(site, "same-origin" | "none");
+    }
+    let host = h.get(header::HOST).and_then(|v| v.to_str().ok());
+    match (h.get(header::ORIGIN).and_then(|v| v.to_str().ok()), host) {
+        (Some(origin), Some(host)) => {
+            let o = origin
+                .strip_prefix("https://")
+                .or_else(|| origin.strip_prefix("http://"))
+                .unwrap_or("");
+            o == host
+        }
+        // No browser sends a cross-site form without Origin; non-browser clients carry
+        // no ambient credentials we would honour without the CSRF field below.
+        (None, _) => true,
+        (Some(_), None) => false,
+    }
+}
+
+/// A posted form, checked for origin and CSRF, deserialized into `T`.
+#[derive(Debug)]
+pub struct WebForm<T>(pub T);
+
+impl<T: DeserializeOwned + Send> FromRequest<AppState> for WebForm<T> {
+    type Rejection = WebError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, WebError> {
+        let (mut parts, body) = req.into_parts();
+        let ctx = Ctx::from_request_parts(&mut parts, state).await?;
+        if !same_origin(&parts) {
+            return Err(WebError::new(
+                StatusCode::FORBIDDEN,
+                "cross_origin",
+                ctx.t(
+                    "表单只能从本站页面提交。",
+                    "Forms can only be sent from this site's own pages.",
+                ),
+            )
+            .lang(ctx.lang));
+        }
+        let ct = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if !ct.starts_with("application/x-www-form-urlencoded") {
+            return Err(WebError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "expected a form",
+            )
+            .lang(ctx.lang));
+        }
+        let req = Request::from_parts(parts, body);
+        let bytes = Bytes::from_request(req, state).await.map_err(|_| {
+            WebError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                ctx.t("提交的内容太大。", "The form is too large."),
+            )
+            .lang(ctx.lang)
+        })?;
+        if bytes.len() > MAX_FORM_BYTES {
+            return Err(WebError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                ctx.t("提交的内容太大。", "The form is too large."),
+            )
+            .lang(ctx.lang));
+        }
+        if let Some(session) = &ctx.session {
+            let sent = form_urlencoded::parse(&bytes)
+                .find(|(k, _)| k == CSRF_FIELD)
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default();
+            if !ct_eq(sent.as_bytes(), session.csrf_token.as_bytes()) {
+                return Err(WebError::new(
+                    StatusCode::FORBIDDEN,
+                    "csrf_failed",
+                    ctx.t(
+                        "页面已过期，请刷新后重试。",
+                        "This page has expired; reload it and try again.",
+                    ),
+                )
+                .lang(ctx.lang));
+            }
+        }
+        let value = serde_urlencoded::from_bytes::<T>(&bytes).map_err(|e| {
+            WebError::new(StatusCode::BAD_REQUEST, "invalid_form", e.to_string()).lang(ctx.lang)
+        })?;
+        Ok(WebForm(value))
+    }
+}
+
+fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

@@ -34,6 +34,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/staff/sessions", post(sign_in))
         .route("/api/v1/staff/sessions/current", delete(sign_out))
         .route("/api/v1/staff/me", get(me))
+        .route("/api/v1/staff/me/password", post(change_password))
         .route("/api/v1/operator/staff", get(list_staff).post(create_staff))
         .route("/api/v1/operator/staff/{username}", patch(update_staff))
         .route("/api/v1/operator/audit", get(audit_log))
@@ -44,9 +45,9 @@ pub fn routes() -> Router<AppState> {
 /// This module's part of the OpenAPI document, merged into [`crate::openapi::ApiDoc`].
 #[derive(OpenApi)]
 #[openapi(
-    paths(sign_in, sign_out, me, list_staff, create_staff, update_staff, audit_log, subject_data,
+    paths(sign_in, sign_out, me, change_password, list_staff, create_staff, update_staff, audit_log, subject_data,
           consent_stats),
-    components(schemas(StaffSignIn, StaffSessionDoc, StaffMeDoc, StaffDoc, StaffList, NewStaffRequest,
+    components(schemas(StaffSignIn, StaffSessionDoc, StaffMeDoc, PasswordChange, StaffDoc, StaffList, NewStaffRequest,
                        NewStaffDoc, StaffUpdate, AuditEntryDoc, SignedHeadDoc, AuditPageDoc,
                        PurposeCountsDoc, ConsentStatsDoc)),
     modifiers(&StaffSessionScheme),
@@ -220,7 +221,7 @@ pub struct StaffMeDoc {
     responses((status = 201, body = StaffSessionDoc),
               (status = 401, description = "`invalid_credentials` (unknown user, wrong password or code, disabled), `totp_replayed`", body = ErrorBody),
               (status = 422, description = "`totp_required`", body = ErrorBody),
-              (status = 429, description = "`staff_locked` after repeated failures, with `Retry-After`", body = ErrorBody)))]
+              (status = 429, description = "`staff_locked` after repeated failures of the account, `staff_sign_in_throttled` after repeated failures from the client address (any username), with `Retry-After`", body = ErrorBody)))]
 pub async fn sign_in(
     State(s): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -267,6 +268,45 @@ pub async fn me(State(s): State<AppState>, headers: HeaderMap) -> ApiResult<Json
         role: m.role.as_str().to_owned(),
         permissions: permissions(m.role),
     }))
+}
+
+/// A staff member's own password change.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordChange {
+    pub current_password: String,
+    /// 12 to 128 characters, different from the current one.
+    pub new_password: String,
+    /// A fresh code of the authenticator app.
+    pub totp_code: String,
+}
+
+/// Changes the signed-in staff member's password (current password and a fresh TOTP
+/// code required; audited). The member's other sessions end; this one stays.
+#[utoipa::path(post, path = "/api/v1/staff/me/password", tag = "operations-staff",
+    security(("staff_session" = [])), request_body = PasswordChange,
+    responses((status = 204, description = "changed"),
+              (status = 401, description = "`unauthorized`, `invalid_credentials`, `totp_replayed`", body = ErrorBody),
+              (status = 422, description = "`invalid_password`, `password_unchanged`, `totp_required`", body = ErrorBody),
+              (status = 429, description = "`staff_sign_in_throttled`, with `Retry-After`", body = ErrorBody)))]
+pub async fn change_password(
+    State(s): State<AppState>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    ApiJson(r): ApiJson<PasswordChange>,
+) -> ApiResult<StatusCode> {
+    let (_, token) = staff_session(&s, &headers).await?;
+    s.ops
+        .change_own_password(
+            &token,
+            &Personal::new(r.current_password),
+            &Personal::new(r.new_password),
+            &r.totp_code,
+            ip,
+        )
+        .await
+        .map_err(ops_error)?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// A staff account.

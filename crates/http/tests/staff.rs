@@ -50,7 +50,13 @@ async fn spawn_app(token: Option<&str>, pg: Option<(String, String)>) -> TestApp
     let clock = Arc::new(FakeClock::default());
     let app = App::open(&cfg, clock.clone()).await.unwrap();
     TestApp {
-        router: custos_http::app(app.clone()),
+        // The general write limit is off: the RBAC table sends many writes at once.
+        router: custos_http::app_with(
+            app.clone(),
+            custos_http::HttpOptions {
+                writes_per_second: 0,
+            },
+        ),
         app,
         clock,
         pg,
@@ -237,6 +243,55 @@ fn actions() -> Vec<Action> {
             "/api/v1/operator/staff/nobody",
             Some(json!({"role": "analyst"})),
         ),
+        a("list incidents", "GET", "/api/v1/operator/incidents", None),
+        a(
+            "incident alarms",
+            "GET",
+            "/api/v1/operator/incidents/alarms",
+            None,
+        ),
+        a(
+            "share with partner",
+            "POST",
+            "/api/v1/operator/partners/no-such-partner/shares",
+            Some(
+                json!({"subject": subject.to_string(), "fields": ["pseudonymous_id"], "purpose": "personalized_ads"}),
+            ),
+        ),
+        a(
+            "record inbound",
+            "POST",
+            "/api/v1/operator/inbound",
+            Some(
+                json!({"subject": subject.to_string(), "source": "", "consent_commitment": "",
+                        "purpose": "no-such-purpose", "fields": []}),
+            ),
+        ),
+        a(
+            "list cessations",
+            "GET",
+            "/api/v1/operator/cessations",
+            None,
+        ),
+        a(
+            "discontinue",
+            "POST",
+            "/api/v1/operator/cessations",
+            Some(json!({"feature": "no-such-feature"})),
+        ),
+        a(
+            "run cessations",
+            "POST",
+            "/api/v1/operator/cessations/run",
+            None,
+        ),
+        a(
+            "change controller",
+            "POST",
+            "/api/v1/operator/controller",
+            Some(json!({"name_en": "", "name_zh": "", "address": ""})),
+        ),
+        a("residency", "GET", "/api/v1/operator/residency", None),
     ]
 }
 
@@ -252,7 +307,12 @@ fn allowed(role: Role) -> &'static [&'static str] {
             "read user data",
         ],
         Role::Analyst => &["consent stats", "ad report"],
-        Role::SecurityOfficer => &["read audit log", "list staff"],
+        Role::SecurityOfficer => &[
+            "read audit log",
+            "list staff",
+            "list incidents",
+            "incident alarms",
+        ],
         Role::PrivacyOfficer => &[
             "list due tickets",
             "decide ticket",
@@ -262,6 +322,15 @@ fn allowed(role: Role) -> &'static [&'static str] {
             "consent stats",
             "ad report",
             "read audit log",
+            "list incidents",
+            "incident alarms",
+            "share with partner",
+            "record inbound",
+            "list cessations",
+            "discontinue",
+            "run cessations",
+            "change controller",
+            "residency",
         ],
         Role::Admin => &[
             "import items",
@@ -269,6 +338,11 @@ fn allowed(role: Role) -> &'static [&'static str] {
             "read audit log",
             "list staff",
             "change staff",
+            "list cessations",
+            "discontinue",
+            "run cessations",
+            "change controller",
+            "residency",
         ],
     }
 }
@@ -666,4 +740,239 @@ async fn the_legacy_operator_token_has_every_permission_and_is_audited_as_such()
     );
     app.finish().await;
     off.finish().await;
+}
+
+/// A sign-in request from `ip` (as the server's `ConnectInfo` reports it): status,
+/// `Retry-After`, JSON body.
+async fn sign_in_from(
+    app: &TestApp,
+    ip: [u8; 4],
+    body: Value,
+) -> (StatusCode, Option<String>, Value) {
+    let mut req = Request::builder()
+        .method("POST")
+        .uri("/api/v1/staff/sessions")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    req.extensions_mut()
+        .insert(axum::extract::ConnectInfo(std::net::SocketAddr::from((
+            ip, 40_000,
+        ))));
+    let resp = app.router.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let retry = resp
+        .headers()
+        .get(header::RETRY_AFTER)
+        .map(|v| v.to_str().unwrap().to_owned());
+    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (
+        status,
+        retry,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+async fn staff_sign_in_is_throttled_per_client_address_unknown_usernames_included(app: TestApp) {
+    let created = app
+        .app
+        .ops
+        .create_staff(&Actor::Cli, "olga", Role::Support, None)
+        .await
+        .unwrap();
+    let pw = created.password.expose().clone();
+    let attacker = [203, 0, 113, 7];
+    // Ten guesses at usernames that do not exist, from one address.
+    for i in 0..10 {
+        let (status, _, body) = sign_in_from(
+            &app,
+            attacker,
+            json!({"username": format!("guess{i}"), "password": "not-the-password", "totp_code": "123456"}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    }
+    // Now even the right credentials are refused from that address, with Retry-After…
+    let right = |code: String| json!({"username": "olga", "password": pw, "totp_code": code});
+    let (status, retry, body) =
+        sign_in_from(&app, attacker, right(app.code_for("olga").await)).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (
+            StatusCode::TOO_MANY_REQUESTS,
+            Some("staff_sign_in_throttled")
+        )
+    );
+    let secs: u64 = retry.expect("Retry-After").parse().unwrap();
+    assert!((1..=15 * 60).contains(&secs), "{secs}");
+    // …while another address signs in, and the account itself is not locked.
+    let (status, _, body) =
+        sign_in_from(&app, [198, 51, 100, 2], right(app.code_for("olga").await)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    // Once the window has passed, the address may try again.
+    app.clock.advance(time::Duration::minutes(16));
+    let (status, _, body) = sign_in_from(&app, attacker, right(app.code_for("olga").await)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let audit = app.audit().await;
+    assert!(audit
+        .iter()
+        .any(|e| e.action == "staff.sign_in" && e.outcome == "throttled"));
+    // The audit log names no guessed username.
+    assert!(!audit
+        .iter()
+        .any(|e| e.target.contains("guess") || e.detail.contains("guess")));
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn sqlite_staff_sign_in_is_throttled_per_client_address_unknown_usernames_included() {
+    staff_sign_in_is_throttled_per_client_address_unknown_usernames_included(
+        spawn_app(None, None).await,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn postgres_staff_sign_in_is_throttled_per_client_address_unknown_usernames_included() {
+    let Some(pg) = postgres_pair().await else {
+        return;
+    };
+    staff_sign_in_is_throttled_per_client_address_unknown_usernames_included(
+        spawn_app(None, Some(pg)).await,
+    )
+    .await;
+}
+
+async fn staff_change_their_own_password_with_the_current_one_and_a_fresh_code(app: TestApp) {
+    let created = app
+        .app
+        .ops
+        .create_staff(&Actor::Cli, "pete", Role::Analyst, None)
+        .await
+        .unwrap();
+    let old_pw = created.password.expose().clone();
+    let sign_in = |pw: String, code: String| {
+        app.call(
+            "POST",
+            "/api/v1/staff/sessions",
+            None,
+            &[],
+            Some(json!({"username": "pete", "password": pw, "totp_code": code})),
+        )
+    };
+    let r = sign_in(old_pw.clone(), app.code_for("pete").await).await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let token = r.json()["token"].as_str().unwrap().to_owned();
+    app.clock.advance(time::Duration::seconds(30));
+    let r = sign_in(old_pw.clone(), app.code_for("pete").await).await;
+    let other = r.json()["token"].as_str().unwrap().to_owned();
+    let new_pw = "a brand new staff password";
+    let change = |current: &str, code: String| {
+        app.call(
+            "POST",
+            "/api/v1/staff/me/password",
+            Some(&token),
+            &[],
+            Some(json!({"current_password": current, "new_password": new_pw, "totp_code": code})),
+        )
+    };
+    app.clock.advance(time::Duration::seconds(30));
+    // Wrong current password: refused, nothing changes.
+    let r = change("wrong-password-here", app.code_for("pete").await).await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::UNAUTHORIZED, "invalid_credentials")
+    );
+    // A wrong code: refused.
+    let r = change(&old_pw, "000000".into()).await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::UNAUTHORIZED, "invalid_credentials")
+    );
+    // No code at all: refused.
+    let r = change(&old_pw, String::new()).await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "totp_required")
+    );
+    // Without a staff session: 401.
+    let r = app
+        .call(
+            "POST",
+            "/api/v1/staff/me/password",
+            None,
+            &[],
+            Some(
+                json!({"current_password": old_pw, "new_password": new_pw, "totp_code": "123456"}),
+            ),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let code = app.code_for("pete").await;
+    let r = change(&old_pw, code.clone()).await;
+    assert_eq!(
+        r.status,
+        StatusCode::NO_CONTENT,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    // The same code does not work twice.
+    let r = change(&old_pw, code).await;
+    assert_eq!(r.code(), "totp_replayed");
+    // This session stays; the other one ended.
+    let me = app
+        .call("GET", "/api/v1/staff/me", Some(&token), &[], None)
+        .await;
+    assert_eq!(me.status, StatusCode::OK);
+    let me = app
+        .call("GET", "/api/v1/staff/me", Some(&other), &[], None)
+        .await;
+    assert_eq!(me.status, StatusCode::UNAUTHORIZED);
+    // The old password no longer signs in; the new one does.
+    app.clock.advance(time::Duration::seconds(30));
+    let r = sign_in(old_pw.clone(), app.code_for("pete").await).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    app.clock.advance(time::Duration::seconds(30));
+    let r = sign_in(new_pw.into(), app.code_for("pete").await).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.json());
+    let changes: Vec<String> = app
+        .audit()
+        .await
+        .into_iter()
+        .filter(|e| e.action == "staff.password_change" && e.actor == "staff:pete")
+        .map(|e| e.outcome)
+        .collect();
+    assert_eq!(changes, vec!["failed", "failed", "succeeded", "failed"]);
+    // No password reaches the log.
+    let all = serde_json::to_string(
+        &app.audit()
+            .await
+            .iter()
+            .map(|e| e.detail.clone())
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    assert!(!all.contains(new_pw) && !all.contains(&old_pw));
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn sqlite_staff_change_their_own_password_with_the_current_one_and_a_fresh_code() {
+    staff_change_their_own_password_with_the_current_one_and_a_fresh_code(
+        spawn_app(None, None).await,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn postgres_staff_change_their_own_password_with_the_current_one_and_a_fresh_code() {
+    let Some(pg) = postgres_pair().await else {
+        return;
+    };
+    staff_change_their_own_password_with_the_current_one_and_a_fresh_code(
+        spawn_app(None, Some(pg)).await,
+    )
+    .await;
 }

@@ -371,7 +371,7 @@ fn signed_claim(
 /// more entries than exist).
 pub async fn verify(
     db: &Db,
-    open: &dyn Fn(&str) -> Option<Vec<u8>>,
+    open: &(dyn Fn(&str) -> Option<Vec<u8>> + Sync),
     mut progress: impl FnMut(i64),
 ) -> StoreResult<AuditVerification> {
     const PAGE: i64 = 10_000;

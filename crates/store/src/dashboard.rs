@@ -47,11 +47,11 @@ pub async fn ticket_counts(db: &Db, now_ms: i64) -> StoreResult<(i64, i64)> {
     Ok((open, overdue))
 }
 
-/// Catalog item writes (imports, edits, deletions) per UTC day at or after `from_ms`:
-/// `(day, count)`, oldest first.
+/// Catalog items written (imported, edited or deleted) per UTC day at or after
+/// `from_ms`, each item once a day: `(day, items)`, oldest first.
 pub async fn ingest_per_day(db: &Db, from_ms: i64) -> StoreResult<Vec<(i64, i64)>> {
     let rows: Vec<(i64, i64)> = on_db!(db, p => sqlx::query_as(
-        "SELECT at_ms / 86400000 AS day, COUNT(*) AS n FROM catalog_changes WHERE at_ms >= $1 \
+        "SELECT at_ms / 86400000 AS day, COUNT(DISTINCT item_id) AS n FROM catalog_changes WHERE at_ms >= $1 \
          GROUP BY at_ms / 86400000 ORDER BY day")
         .bind(from_ms).fetch_all(p).await?);
     Ok(rows)

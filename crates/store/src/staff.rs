@@ -301,3 +301,31 @@ pub async fn purge_sessions(db: &Db, now_ms: i64, idle_before_ms: i64) -> StoreR
         .rows_affected());
     Ok(n)
 }
+
+/// Replaces an account's password hash with its audit entry in one transaction, and ends
+/// every other session of the account (the one with `keep_session` stays).
+pub async fn set_password(
+    db: &Db,
+    id: i64,
+    password_hash: &str,
+    keep_session: &[u8],
+    audit: &NewEntry,
+    signing: &HeadSigning<'_>,
+) -> StoreResult<()> {
+    on_db!(db, pool => {
+        let mut tx = pool.begin().await?;
+        sqlx::query("UPDATE staff_accounts SET password_hash = $2 WHERE id = $1")
+            .bind(id)
+            .bind(password_hash)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM staff_sessions WHERE staff_id = $1 AND token_hash <> $2")
+            .bind(id)
+            .bind(keep_session)
+            .execute(&mut *tx)
+            .await?;
+        append_tx!(&mut tx, std::slice::from_ref(audit), signing, false, audit.at_ms)?;
+        tx.commit().await?;
+        Ok(())
+    })
+}

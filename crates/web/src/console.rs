@@ -65,10 +65,13 @@ pub fn routes() -> Router<AppState> {
         .route("/console/tickets", get(tickets::page))
         .route("/console/tickets/{id}/decide", post(tickets::decide))
         .route("/console/tickets/{id}/answer", post(tickets::answer))
-        .route("/console/subjects", get(subjects::page).post(subjects::read))
+        .route(
+            "/console/subjects",
+            get(subjects::page).post(subjects::read),
+        )
         .route(
             "/console/incidents",
-            get(incidents::list).post(incidents::create),
+            get(incidents::index).post(incidents::create),
         )
         .route("/console/incidents/{id}", get(incidents::detail))
         .route(
@@ -76,7 +79,10 @@ pub fn routes() -> Router<AppState> {
             post(incidents::affected),
         )
         .route("/console/incidents/{id}/notify", post(incidents::notify))
-        .route("/console/incidents/{id}/timeline", post(incidents::add_action))
+        .route(
+            "/console/incidents/{id}/timeline",
+            post(incidents::add_action),
+        )
         .route(
             "/console/incidents/{id}/regulator-report",
             post(incidents::regulator_report),

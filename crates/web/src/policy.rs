@@ -388,7 +388,7 @@ async fn pending_groups(
             .unwrap_or_else(|| (id.to_owned(), id.to_owned()))
     };
     let mut groups: Vec<PendingGroup> = Vec::new();
-    let mut group_for = |groups: &mut Vec<PendingGroup>, since: usize| -> usize {
+    let group_for = |groups: &mut Vec<PendingGroup>, since: usize| -> usize {
         let v = &versions[since];
         if let Some(i) = groups.iter().position(|g| g.version == v.hash().as_str()) {
             return i;

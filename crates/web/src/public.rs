@@ -59,10 +59,7 @@ pub fn consent_dialog(ctx: &Ctx) -> Option<Markup> {
 }
 
 /// The controller's contact, from the declaration.
-async fn contact(
-    axum::extract::State(s): axum::extract::State<AppState>,
-    ctx: Ctx,
-) -> Response {
+async fn contact(axum::extract::State(s): axum::extract::State<AppState>, ctx: Ctx) -> Response {
     let regime = s.kernel.gate.regime();
     let c = &regime.current().declaration().controller;
     let l = ctx.lang;

@@ -116,16 +116,23 @@ async fn sign_in_by_sms(b: &mut Browser, w: &common::WebApp) {
     .await;
 }
 
-/// Answers the re-authentication step (a fresh SMS code) if the page asks for it.
-async fn reauth_if_asked(b: &mut Browser, w: &common::WebApp) {
+/// Answers the re-authentication step (a fresh SMS code) if the page asks for it, on
+/// the page itself or through a link to `/me/reauth`. Whether it was asked.
+async fn reauth_if_asked(b: &mut Browser, w: &common::WebApp) -> bool {
     if !b.has("#reauth-send").await {
-        return;
+        let link = b.all("main a[href^=\"/me/reauth\"]").await;
+        let Some(a) = link.into_iter().next() else {
+            return false;
+        };
+        let href = a.attr("href").await.unwrap().unwrap_or_default();
+        b.goto(&href).await;
     }
     let before = texts_to(w, PHONE_E164);
     b.submit("#reauth-send").await;
     let code = new_code(w, PHONE_E164, before).await;
     b.type_into("input#reauth-code", &code).await;
     b.submit("#reauth-verify").await;
+    true
 }
 
 /// Gives (`give`) or withdraws (`withdraw`) `purpose` on /me/consents and waits for the
@@ -327,8 +334,8 @@ async fn newcomer_refuses_browses_signs_up_exports_withdraws_and_cancels() {
         if let Some(a) = b.all("a#export-download").await.into_iter().next() {
             break a;
         }
-        if b.has("#reauth-send").await {
-            reauth_if_asked(&mut b, &w).await;
+        if reauth_if_asked(&mut b, &w).await {
+            continue;
         } else if b.has("#export-start").await && !b.has("progress#export-progress").await {
             b.submit("#export-start").await;
         } else {
@@ -370,7 +377,9 @@ async fn newcomer_refuses_browses_signs_up_exports_withdraws_and_cancels() {
     b.goto("/me/cancel").await;
     let br = &b;
     until("the cancel page (re-auth or the cancel button)", || async move {
-        br.has("#reauth-send").await || br.has("#cancel-account").await
+        br.has("#reauth-send").await
+            || br.has("main a[href^=\"/me/reauth\"]").await
+            || br.has("#cancel-account").await
     })
     .await;
     reauth_if_asked(&mut b, &w).await;

@@ -34,7 +34,10 @@ fn item_ids(body: &str) -> Vec<i64> {
 }
 
 fn result_count(body: &str) -> u64 {
-    let after = body.split("id=\"result-count\"").nth(1).expect("result count");
+    let after = body
+        .split("id=\"result-count\"")
+        .nth(1)
+        .expect("result count");
     let text = after.split('>').nth(1).unwrap();
     text.split_whitespace().next().unwrap().parse().unwrap()
 }
@@ -75,7 +78,10 @@ async fn anonymous_visitors_browse_search_and_read_items_without_any_cookie() {
     let w = common::spawn().await;
     let home = w.get("/", &[]).await;
     assert_eq!(home.status, StatusCode::OK);
-    assert!(home.headers.get(header::SET_COOKIE).is_none(), "home set a cookie");
+    assert!(
+        home.headers.get(header::SET_COOKIE).is_none(),
+        "home set a cookie"
+    );
     assert!(home.body.contains("id=\"feed\""));
     assert_eq!(home.body.matches("class=\"card item-card\"").count(), 20);
     assert!(home.body.contains("class=\"item-link\""));
@@ -94,7 +100,9 @@ async fn anonymous_visitors_browse_search_and_read_items_without_any_cookie() {
     assert!(item.headers.get(header::SET_COOKIE).is_none());
     assert!(item.body.contains("id=\"item-title\""));
     // Actions need an account: a sign-in link that comes back here.
-    assert!(item.body.contains(&format!("/signin?next=%2Fitems%2F{}", ids[0])));
+    assert!(item
+        .body
+        .contains(&format!("/signin?next=%2Fitems%2F{}", ids[0])));
     assert!(!item.body.contains("id=\"comment-form\""));
 
     // Paging through the feed.
@@ -107,9 +115,15 @@ async fn anonymous_visitors_browse_search_and_read_items_without_any_cookie() {
         common::DEMO_ITEMS - 20
     );
 
-    assert_eq!(w.get("/items/999999", &[]).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        w.get("/items/999999", &[]).await.status,
+        StatusCode::NOT_FOUND
+    );
     assert_eq!(w.get("/items/abc", &[]).await.status, StatusCode::NOT_FOUND);
-    assert_eq!(w.get("/?cursor=garbage", &[]).await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        w.get("/?cursor=garbage", &[]).await.status,
+        StatusCode::BAD_REQUEST
+    );
 }
 
 #[tokio::test]
@@ -158,11 +172,17 @@ async fn search_shows_facet_counts_that_filters_reproduce_and_bad_input_is_a_400
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(result_count(&r.body), count);
     assert!(count < common::DEMO_ITEMS as u64);
-    assert!(r.body.contains("aria-current=\"true\""), "the chosen facet is marked");
+    assert!(
+        r.body.contains("aria-current=\"true\""),
+        "the chosen facet is marked"
+    );
 
     // Empty form fields mean "any".
     let r = w
-        .get("/search?q=&category=&tags=&price_min=&price_max=&media=&sort=", &[])
+        .get(
+            "/search?q=&category=&tags=&price_min=&price_max=&media=&sort=",
+            &[],
+        )
         .await;
     assert_eq!(result_count(&r.body), common::DEMO_ITEMS as u64);
     let r = w.get("/search?price_min=0&price_max=100000", &[]).await;
@@ -197,12 +217,16 @@ async fn item_page_shows_gallery_and_video_player() {
     let r = w.get(&format!("/items/{id}"), &[]).await;
     assert_eq!(r.status, StatusCode::OK);
     assert!(r.body.contains("id=\"gallery\""));
-    assert!(r.body.contains(&format!("<img src=\"/api/v1/media/{}\"", img.id)));
+    assert!(r
+        .body
+        .contains(&format!("<img src=\"/api/v1/media/{}\"", img.id)));
     assert!(r.body.contains(&format!("/api/v1/media/{}\"", vid.id)));
     assert!(r.body.contains("<video controls"));
     // The gallery's sources are served.
     assert_eq!(
-        w.get(&format!("/api/v1/media/{}", img.id), &[]).await.status,
+        w.get(&format!("/api/v1/media/{}", img.id), &[])
+            .await
+            .status,
         StatusCode::OK
     );
 }
@@ -256,7 +280,11 @@ async fn first_visit_dialog_lists_every_optional_purpose_unticked_with_equal_but
 async fn anonymous_refuse_all_records_refusals_and_is_not_asked_again_within_the_quiet_period() {
     let w = common::spawn().await;
     let r = w
-        .post_form("/consent", &[], &[("choice", "refuse_all"), ("next", "/search?q=tea")])
+        .post_form(
+            "/consent",
+            &[],
+            &[("choice", "refuse_all"), ("next", "/search?q=tea")],
+        )
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     // No identifier: nothing needs one after a refusal.
@@ -298,30 +326,58 @@ async fn anonymous_refuse_all_records_refusals_and_is_not_asked_again_within_the
     let receipt = w.get(&link, &[]).await;
     assert_eq!(receipt.status, StatusCode::OK);
     assert!(receipt.body.contains("data-decision=\"refused\""));
-    assert!(receipt.body.contains("/.well-known/custos/receipt-keys.json"));
+    assert!(receipt
+        .body
+        .contains("/.well-known/custos/receipt-keys.json"));
     assert!(receipt.body.contains("id=\"receipt-jws\""));
     // The link's tag is what makes it readable: tampered or missing, it is a 404.
     let id = query_param(&loc, "receipt")[0].clone();
-    assert_eq!(w.get(&format!("/receipts/{id}"), &[]).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        w.get(&format!("/receipts/{id}"), &[]).await.status,
+        StatusCode::NOT_FOUND
+    );
     let forged = format!("/receipts/{id}?rs={subject}&rk={}", "0".repeat(32));
     assert_eq!(w.get(&forged, &[]).await.status, StatusCode::NOT_FOUND);
-    assert_eq!(w.get("/receipts/nope", &[]).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        w.get("/receipts/nope", &[]).await.status,
+        StatusCode::NOT_FOUND
+    );
 
     // Within the quiet period, no prompt; after it, the prompt again.
-    assert!(!w.get("/", &[(ASKED, &asked)]).await.body.contains("id=\"consent-dialog\""));
+    assert!(!w
+        .get("/", &[(ASKED, &asked)])
+        .await
+        .body
+        .contains("id=\"consent-dialog\""));
     w.clock.advance(time::Duration::days(29));
-    assert!(!w.get("/", &[(ASKED, &asked)]).await.body.contains("id=\"consent-dialog\""));
+    assert!(!w
+        .get("/", &[(ASKED, &asked)])
+        .await
+        .body
+        .contains("id=\"consent-dialog\""));
     w.clock.advance(time::Duration::days(2));
-    assert!(w.get("/", &[(ASKED, &asked)]).await.body.contains("id=\"consent-dialog\""));
+    assert!(w
+        .get("/", &[(ASKED, &asked)])
+        .await
+        .body
+        .contains("id=\"consent-dialog\""));
 }
 
 #[tokio::test]
 async fn anonymous_accept_all_decides_only_anonymous_purposes_and_issues_the_identifier() {
     let w = common::spawn().await;
-    let r = w.post_form("/consent", &[], &[("choice", "accept_all"), ("next", "/")]).await;
+    let r = w
+        .post_form("/consent", &[], &[("choice", "accept_all"), ("next", "/")])
+        .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     let token = cookie_of(&r, ANON).expect("anonymous identifier issued");
-    let subject = w.app.kernel.anonymous_subject(&token).await.unwrap().unwrap();
+    let subject = w
+        .app
+        .kernel
+        .anonymous_subject(&token)
+        .await
+        .unwrap()
+        .unwrap();
     let history = w.app.kernel.consent_history(subject).await.unwrap();
     let expected: Vec<String> = optional(&w)
         .into_iter()
@@ -347,13 +403,21 @@ async fn anonymous_accept_all_decides_only_anonymous_purposes_and_issues_the_ide
 
     // An account-only purpose cannot be ticked anonymously.
     let r = w
-        .post_form("/consent", &[], &[("choice", "save"), ("purpose", "personalized_feed")])
+        .post_form(
+            "/consent",
+            &[],
+            &[("choice", "save"), ("purpose", "personalized_feed")],
+        )
         .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     let r = w.post_form("/consent", &[], &[("choice", "maybe")]).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     let r = w
-        .post_form("/consent", &[], &[("choice", "save"), ("purpose", "no_such")])
+        .post_form(
+            "/consent",
+            &[],
+            &[("choice", "save"), ("purpose", "no_such")],
+        )
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
 }
@@ -364,7 +428,10 @@ async fn signed_in_refusal_is_in_the_ledger_and_receipts_are_only_their_owners()
     let u = signed_in(&w, "+8613800000001").await;
     let other = signed_in(&w, "+8613800000002").await;
     let page = w.get("/", &[u.cookie()]).await;
-    assert!(page.body.contains("id=\"consent-dialog\""), "a new account is asked");
+    assert!(
+        page.body.contains("id=\"consent-dialog\""),
+        "a new account is asked"
+    );
     // Without the CSRF token the decision is refused.
     let r = w
         .post_form("/consent", &[u.cookie()], &[("choice", "refuse_all")])
@@ -384,7 +451,11 @@ async fn signed_in_refusal_is_in_the_ledger_and_receipts_are_only_their_owners()
     assert_eq!(history.len(), all.len());
     assert!(history.iter().all(|r| r.decision == Decision::Refused));
     // The ledger alone stops the prompt (no quiet-period cookie sent).
-    assert!(!w.get("/", &[u.cookie()]).await.body.contains("id=\"consent-dialog\""));
+    assert!(!w
+        .get("/", &[u.cookie()])
+        .await
+        .body
+        .contains("id=\"consent-dialog\""));
     let loc = r.location().unwrap();
     let id = &query_param(loc, "receipt")[0];
     let mine = w.get(&format!("/receipts/{id}"), &[u.cookie()]).await;
@@ -392,7 +463,10 @@ async fn signed_in_refusal_is_in_the_ledger_and_receipts_are_only_their_owners()
     assert!(mine.body.contains(id.as_str()));
     let theirs = w.get(&format!("/receipts/{id}"), &[other.cookie()]).await;
     assert_eq!(theirs.status, StatusCode::NOT_FOUND);
-    assert_eq!(w.get(&format!("/receipts/{id}"), &[]).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        w.get(&format!("/receipts/{id}"), &[]).await.status,
+        StatusCode::NOT_FOUND
+    );
 }
 
 #[tokio::test]
@@ -403,19 +477,35 @@ async fn signed_in_users_bookmark_share_download_and_comment_with_the_attestatio
     let media = w.app.catalog.add_media(id, png()).await.unwrap();
     let item = format!("/items/{id}");
     let page = w.get(&item, &[u.cookie()]).await;
-    for sel in ["id=\"bookmark-button\"", "id=\"download-button\"", "id=\"share-button\"",
-        "id=\"comment-form\"", "id=\"comment-text\"", "id=\"comment-attest\"", "id=\"comment-submit\""] {
+    for sel in [
+        "id=\"bookmark-button\"",
+        "id=\"download-button\"",
+        "id=\"share-button\"",
+        "id=\"comment-form\"",
+        "id=\"comment-text\"",
+        "id=\"comment-attest\"",
+        "id=\"comment-submit\"",
+    ] {
         assert!(page.body.contains(sel), "{sel}");
     }
     assert!(!page.body.contains("id=\"bookmarked\""));
 
     // Signed out: the action sends to sign-in and back.
-    let r = w.post_form(&format!("{item}/bookmark"), &[], &[("action", "add")]).await;
+    let r = w
+        .post_form(&format!("{item}/bookmark"), &[], &[("action", "add")])
+        .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
-    assert_eq!(r.location(), Some(format!("/signin?next=%2Fitems%2F{id}").as_str()));
+    assert_eq!(
+        r.location(),
+        Some(format!("/signin?next=%2Fitems%2F{id}").as_str())
+    );
     // Signed in without the CSRF token: refused.
     let r = w
-        .post_form(&format!("{item}/bookmark"), &[u.cookie()], &[("action", "add")])
+        .post_form(
+            &format!("{item}/bookmark"),
+            &[u.cookie()],
+            &[("action", "add")],
+        )
         .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     // From another site: refused.
@@ -430,7 +520,11 @@ async fn signed_in_users_bookmark_share_download_and_comment_with_the_attestatio
     assert!(w.app.catalog.bookmarks(u.subject).await.unwrap().is_empty());
 
     let r = w
-        .post_form(&format!("{item}/bookmark"), &[u.cookie()], &[("_csrf", &u.csrf), ("action", "add")])
+        .post_form(
+            &format!("{item}/bookmark"),
+            &[u.cookie()],
+            &[("_csrf", &u.csrf), ("action", "add")],
+        )
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     assert!(r.location().unwrap().starts_with(&item));
@@ -439,14 +533,22 @@ async fn signed_in_users_bookmark_share_download_and_comment_with_the_attestatio
     assert_eq!(w.app.catalog.bookmarks(u.subject).await.unwrap().len(), 1);
     // Again: removes it.
     let r = w
-        .post_form(&format!("{item}/bookmark"), &[u.cookie()], &[("_csrf", &u.csrf), ("action", "remove")])
+        .post_form(
+            &format!("{item}/bookmark"),
+            &[u.cookie()],
+            &[("_csrf", &u.csrf), ("action", "remove")],
+        )
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     assert!(w.app.catalog.bookmarks(u.subject).await.unwrap().is_empty());
 
     // Share: the link is shown and opens the item.
     let r = w
-        .post_form(&format!("{item}/share"), &[u.cookie()], &[("_csrf", &u.csrf)])
+        .post_form(
+            &format!("{item}/share"),
+            &[u.cookie()],
+            &[("_csrf", &u.csrf)],
+        )
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     let page = w.get(r.location().unwrap(), &[u.cookie()]).await;
@@ -458,11 +560,19 @@ async fn signed_in_users_bookmark_share_download_and_comment_with_the_attestatio
 
     // Download: a signed link to the file.
     let r = w
-        .post_form(&format!("{item}/download"), &[u.cookie()], &[("_csrf", &u.csrf), ("media_id", &media.id.to_string())])
+        .post_form(
+            &format!("{item}/download"),
+            &[u.cookie()],
+            &[("_csrf", &u.csrf), ("media_id", &media.id.to_string())],
+        )
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     let page = w.get(r.location().unwrap(), &[u.cookie()]).await;
-    let link = page.body.split("id=\"download-link\" href=\"").nth(1).unwrap();
+    let link = page
+        .body
+        .split("id=\"download-link\" href=\"")
+        .nth(1)
+        .unwrap();
     let file = w.get(link.split('"').next().unwrap(), &[]).await;
     assert_eq!(file.status, StatusCode::OK);
     assert_eq!(w.app.catalog.downloads(u.subject).await.unwrap().len(), 1);
@@ -470,12 +580,25 @@ async fn signed_in_users_bookmark_share_download_and_comment_with_the_attestatio
     // A comment naming someone needs the attestation (P14).
     let text = "Bought this with @alice, she loved it";
     let r = w
-        .post_form(&format!("{item}/comment"), &[u.cookie()], &[("_csrf", &u.csrf), ("text", text)])
+        .post_form(
+            &format!("{item}/comment"),
+            &[u.cookie()],
+            &[("_csrf", &u.csrf), ("text", text)],
+        )
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(r.body.contains("id=\"comment-error\""));
-    assert!(r.body.contains("Bought this with @alice"), "the text is kept");
-    assert!(w.app.catalog.my_comments(u.subject).await.unwrap().is_empty());
+    assert!(
+        r.body.contains("Bought this with @alice"),
+        "the text is kept"
+    );
+    assert!(w
+        .app
+        .catalog
+        .my_comments(u.subject)
+        .await
+        .unwrap()
+        .is_empty());
     let r = w
         .post_form(
             &format!("{item}/comment"),
@@ -491,7 +614,11 @@ async fn signed_in_users_bookmark_share_download_and_comment_with_the_attestatio
     assert!(page.body.contains("Bought this with @alice"));
     // A plain comment needs no attestation.
     let r = w
-        .post_form(&format!("{item}/comment"), &[u.cookie()], &[("_csrf", &u.csrf), ("text", "Nice colour")])
+        .post_form(
+            &format!("{item}/comment"),
+            &[u.cookie()],
+            &[("_csrf", &u.csrf), ("text", "Nice colour")],
+        )
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
 }
@@ -506,7 +633,11 @@ async fn personalized_label_follows_the_consent_and_page_views_go_through_the_ga
     let _ = w.get(&format!("/items/{}", ids[3]), &[u.cookie()]).await;
     let _ = w.get("/search?q=tea", &[u.cookie()]).await;
     assert!(w.app.signals.events_of(u.subject).await.unwrap().is_empty());
-    assert!(!w.get("/", &[u.cookie()]).await.body.contains("id=\"personalized-label\""));
+    assert!(!w
+        .get("/", &[u.cookie()])
+        .await
+        .body
+        .contains("id=\"personalized-label\""));
 
     let r = w
         .post_form(
@@ -522,13 +653,19 @@ async fn personalized_label_follows_the_consent_and_page_views_go_through_the_ga
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     for id in &ids[..3] {
-        assert_eq!(w.get(&format!("/items/{id}"), &[u.cookie()]).await.status, StatusCode::OK);
+        assert_eq!(
+            w.get(&format!("/items/{id}"), &[u.cookie()]).await.status,
+            StatusCode::OK
+        );
     }
     let _ = w.get("/search?q=tea", &[u.cookie()]).await;
     let events = w.app.signals.events_of(u.subject).await.unwrap();
     assert_eq!(events.iter().filter(|e| e.kind == "browse").count(), 3);
     assert_eq!(events.iter().filter(|e| e.kind == "search").count(), 1);
-    assert!(!w.app.signals.traits(u.subject).await.unwrap().is_empty(), "views shape the profile");
+    assert!(
+        !w.app.signals.traits(u.subject).await.unwrap().is_empty(),
+        "views shape the profile"
+    );
 
     let home = w.get("/", &[u.cookie()]).await;
     assert!(home.body.contains("id=\"personalized-label\""));
@@ -536,13 +673,26 @@ async fn personalized_label_follows_the_consent_and_page_views_go_through_the_ga
     let search = w.get("/search?q=a", &[u.cookie()]).await;
     assert!(search.body.contains("id=\"personalized-label\""));
     // Anonymous visitors never get a personalized answer.
-    assert!(!w.get("/", &[]).await.body.contains("id=\"personalized-label\""));
+    assert!(!w
+        .get("/", &[])
+        .await
+        .body
+        .contains("id=\"personalized-label\""));
 
     // Withdrawing (as the privacy center does) removes the label on the next page.
     w.app
         .kernel
-        .withdraw(u.subject, false, "personalized_feed", ConsentMethod::Settings)
+        .withdraw(
+            u.subject,
+            false,
+            "personalized_feed",
+            ConsentMethod::Settings,
+        )
         .await
         .unwrap();
-    assert!(!w.get("/", &[u.cookie()]).await.body.contains("id=\"personalized-label\""));
+    assert!(!w
+        .get("/", &[u.cookie()])
+        .await
+        .body
+        .contains("id=\"personalized-label\""));
 }

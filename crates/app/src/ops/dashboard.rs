@@ -23,6 +23,8 @@ pub struct DayCounts {
     pub given: Option<i64>,
     pub refused: Option<i64>,
     pub withdrawn: Option<i64>,
+    /// Refused and withdrawn together (suppressed on the sum).
+    pub not_given: Option<i64>,
 }
 
 /// One purpose's series, one entry per day of the window (oldest first).
@@ -32,7 +34,7 @@ pub struct PurposeSeries {
     pub days: Vec<DayCounts>,
 }
 
-/// Catalog writes on one day.
+/// Catalog items written on one day.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct IngestDay {
     pub day_ms: i64,
@@ -110,6 +112,7 @@ impl Ops {
                         given: suppressed(count("given")),
                         refused: suppressed(count("refused")),
                         withdrawn: suppressed(count("withdrawn")),
+                        not_given: suppressed(count("refused") + count("withdrawn")),
                     }
                 })
                 .collect();

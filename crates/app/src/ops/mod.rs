@@ -56,6 +56,11 @@ pub struct OpsConfig {
     pub staff_max_failures: Option<u32>,
     /// Minutes a locked account stays locked (default 15).
     pub staff_lockout_minutes: Option<u32>,
+    /// Failed staff sign-ins from one client address (any username, known or not)
+    /// before that address is refused for a while (default 10; 0 turns it off).
+    pub staff_ip_max_failures: Option<u32>,
+    /// The window those failures count in, in minutes (default 15).
+    pub staff_ip_window_minutes: Option<u32>,
     /// Sign the audit head every this many entries (default 64).
     pub audit_sign_every: Option<u32>,
     /// …or when the last signed head is this old (seconds, default 3600).
@@ -74,6 +79,8 @@ pub(crate) struct Settings {
     pub absolute_ms: i64,
     pub max_failures: i32,
     pub lockout_ms: i64,
+    pub ip_max_failures: u32,
+    pub ip_window_ms: i64,
     pub sign_every: i64,
     pub sign_interval_ms: i64,
     pub issuer: String,
@@ -100,6 +107,9 @@ impl Settings {
             absolute_ms: positive(cfg.staff_session_hours, 12, "staff_session_hours")? * 3_600_000,
             max_failures: positive(cfg.staff_max_failures, 5, "staff_max_failures")? as i32,
             lockout_ms: positive(cfg.staff_lockout_minutes, 15, "staff_lockout_minutes")? * 60_000,
+            ip_max_failures: cfg.staff_ip_max_failures.unwrap_or(10),
+            ip_window_ms: positive(cfg.staff_ip_window_minutes, 15, "staff_ip_window_minutes")?
+                * 60_000,
             sign_every: positive(cfg.audit_sign_every, 64, "audit_sign_every")?,
             sign_interval_ms: i64::try_from(cfg.audit_sign_interval_secs.unwrap_or(3600))
                 .unwrap_or(i64::MAX / 1000)

@@ -103,7 +103,13 @@ impl Role {
                 InboundRecord,
                 PolicyManage,
             ],
-            Role::Admin => &[CatalogWrite, AuditRead, StaffRead, StaffManage, PolicyManage],
+            Role::Admin => &[
+                CatalogWrite,
+                AuditRead,
+                StaffRead,
+                StaffManage,
+                PolicyManage,
+            ],
         }
     }
 

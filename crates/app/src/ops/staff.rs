@@ -5,6 +5,10 @@
 //! password is checked so parallel guesses cannot slip past. Sessions are 256-bit tokens
 //! (prefixed `staff_`), kept only as a keyed hash, ending after `staff_session_idle_minutes`
 //! unused or `staff_session_hours` at most, on sign-out, or when the account is disabled.
+//! Failures also count per client address, whatever the username (unknown ones too):
+//! after `staff_ip_max_failures` within `staff_ip_window_minutes` that address gets
+//! `429 staff_sign_in_throttled` with `Retry-After` until the window moves on.
+//! A staff member changes their own password with the current one and a fresh TOTP code.
 //! Every sign-in, failed or not, every account change and every sign-out is audited.
 
 use std::net::IpAddr;
@@ -128,6 +132,20 @@ fn random_b64(n: usize) -> String {
     let mut raw = vec![0u8; n];
     OsRng.fill_bytes(&mut raw);
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+}
+
+/// The throttle key of a client address (per IPv4 address, per IPv6 /64); requests
+/// without a known address share one key.
+fn ip_bucket(ip: Option<IpAddr>) -> Vec<u8> {
+    ip.map_or_else(|| b"unknown".to_vec(), crate::identity::throttle::ip_key)
+}
+
+/// Failures that count against the client address: wrong or missing credentials.
+fn is_credential_failure(e: &AppError) -> bool {
+    matches!(
+        e.code(),
+        "invalid_credentials" | "totp_replayed" | "totp_required" | "staff_locked"
+    )
 }
 
 fn ct_eq(a: &[u8], b: &[u8]) -> bool {
@@ -295,6 +313,140 @@ impl Ops {
     /// credentials all answer `invalid_credentials`; a code already used answers
     /// `totp_replayed`; a locked account answers 429 `staff_locked`.
     pub async fn sign_in(
+        &self,
+        username: &str,
+        password: &Personal<String>,
+        code: Option<&str>,
+        ip: Option<IpAddr>,
+    ) -> AppResult<StaffSession> {
+        let limit = self.ip_limit();
+        let key = ip_bucket(ip);
+        let identity = &self.rights.identity;
+        if let Err(e) = identity.check(limit, &key).await {
+            self.append(self.entry(
+                "anonymous",
+                "staff.sign_in",
+                "staff:(unknown)",
+                "throttled",
+                "",
+                serde_json::json!({ "why": "address_throttled", "ip": ip.map(|i| i.to_canonical().to_string()) }),
+            ))
+            .await?;
+            return Err(e);
+        }
+        let out = self.sign_in_unthrottled(username, password, code, ip).await;
+        if matches!(&out, Err(e) if is_credential_failure(e)) {
+            identity.record_failure(limit, &key).await?;
+        }
+        out
+    }
+
+    fn ip_limit(&self) -> crate::identity::throttle::Limit {
+        crate::identity::throttle::Limit {
+            name: "staff/sign-in/ip",
+            max: self.settings.ip_max_failures,
+            window_ms: self.settings.ip_window_ms,
+            code: "staff_sign_in_throttled",
+        }
+    }
+
+    /// Changes the signed-in staff member's own password: needs the current password and
+    /// a fresh TOTP code (each code works once). The change and its audit entry commit
+    /// together; the member's other sessions end, this one stays. Wrong credentials count
+    /// against the client address like failed sign-ins.
+    pub async fn change_own_password(
+        &self,
+        session_token: &str,
+        current: &Personal<String>,
+        new: &Personal<String>,
+        code: &str,
+        ip: Option<IpAddr>,
+    ) -> AppResult<()> {
+        let me = self.authenticate_staff(session_token).await?;
+        let limit = self.ip_limit();
+        let key = ip_bucket(ip);
+        self.rights.identity.check(limit, &key).await?;
+        let n = new.expose().chars().count();
+        if !(PASSWORD_MIN_CHARS..=PASSWORD_MAX_CHARS).contains(&n) {
+            return Err(AppError::bad(
+                "invalid_password",
+                format!(
+                    "a staff password has {PASSWORD_MIN_CHARS} to {PASSWORD_MAX_CHARS} characters"
+                ),
+            ));
+        }
+        if new.expose() == current.expose() {
+            return Err(AppError::bad(
+                "password_unchanged",
+                "the new password must differ from the current one",
+            ));
+        }
+        let code = code.trim();
+        if code.is_empty() {
+            return Err(AppError::bad(
+                "totp_required",
+                "changing the password needs the one-time code from the authenticator app",
+            ));
+        }
+        let row = store::by_username(&self.kernel.db, &me.username)
+            .await?
+            .ok_or(AppError::Unauthenticated)?;
+        let actor = format!("staff:{}", me.username);
+        let now = self.now_ms();
+        let password_ok = self
+            .verify_blocking(current.clone(), row.password_hash.clone())
+            .await?;
+        let step = self
+            .totp_of(&row)
+            .and_then(|t| matching_step(&t, code, now));
+        let why = match (password_ok, step) {
+            (false, _) => Some("password"),
+            (true, None) => Some("totp"),
+            (true, Some(step)) => (!store::use_totp_step(&self.kernel.db, row.id, step).await?)
+                .then_some("totp_replayed"),
+        };
+        if let Some(why) = why {
+            self.rights.identity.record_failure(limit, &key).await?;
+            self.append(self.entry(
+                &actor,
+                "staff.password_change",
+                &actor,
+                "failed",
+                "",
+                serde_json::json!({ "why": why }),
+            ))
+            .await?;
+            return Err(if why == "totp_replayed" {
+                AppError::bad(
+                    "totp_replayed",
+                    "this one-time code was used already; wait for the next one",
+                )
+            } else {
+                invalid_credentials()
+            });
+        }
+        let phc = self.hash_blocking(new.clone()).await?;
+        let audit = self.entry(
+            &actor,
+            "staff.password_change",
+            &actor,
+            "succeeded",
+            "",
+            serde_json::json!({ "other_sessions_ended": true }),
+        );
+        store::set_password(
+            &self.kernel.db,
+            row.id,
+            &phc,
+            &self.token_hash(session_token),
+            &audit,
+            &self.signing(),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn sign_in_unthrottled(
         &self,
         username: &str,
         password: &Personal<String>,

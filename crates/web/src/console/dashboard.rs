@@ -149,8 +149,13 @@ pub async fn sign_in(
                     "Too many failed sign-ins: this account is locked for now. Try again in {minutes} minute(s)."
                 ),
             };
-            let mut resp =
-                sign_in_page(&ctx, StatusCode::TOO_MANY_REQUESTS, Some(&msg), &f.username, &next);
+            let mut resp = sign_in_page(
+                &ctx,
+                StatusCode::TOO_MANY_REQUESTS,
+                Some(&msg),
+                &f.username,
+                &next,
+            );
             if let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string()) {
                 resp.headers_mut().insert(header::RETRY_AFTER, v);
             }
@@ -236,11 +241,7 @@ async fn dashboard(s: &AppState, ctx: &Ctx, st: &Staff) -> Result<Response, WebE
         }
     }
     let d = s.ops.dashboard(CHART_DAYS).await.map_err(app_err(ctx))?;
-    let days: Vec<String> = d
-        .ingest
-        .iter()
-        .map(|i| super::day(i.day_ms))
-        .collect();
+    let days: Vec<String> = d.ingest.iter().map(|i| super::day(i.day_ms)).collect();
     let suppressed = format!("<{MIN_REPORTED_COUNT}");
     let policy = s.kernel.gate.regime().current().clone();
     let purpose_name = |id: &str| {
@@ -285,11 +286,7 @@ async fn dashboard(s: &AppState, ctx: &Ctx, st: &Staff) -> Result<Response, WebE
                     @for series in &d.consents {
                         @let name = purpose_name(&series.purpose);
                         @let given: Vec<Option<i64>> = series.days.iter().map(|x| x.given).collect();
-                        @let other: Vec<Option<i64>> = series.days.iter().map(|x| match (x.refused, x.withdrawn) {
-                            (Some(a), Some(b)) => Some(a + b),
-                            (Some(0), None) | (None, Some(0)) | (None, None) => None,
-                            (Some(a), None) | (None, Some(a)) => Some(a),
-                        }).collect();
+                        @let other: Vec<Option<i64>> = series.days.iter().map(|x| x.not_given).collect();
                         div class="chart-block" data-purpose=(series.purpose) {
                             h3 { (name) " " code { (series.purpose) } }
                             (bars(
@@ -314,7 +311,7 @@ async fn dashboard(s: &AppState, ctx: &Ctx, st: &Staff) -> Result<Response, WebE
                     h2 id="ingest-heading" { (ctx.t("目录导入量（按天）", "Catalog ingest per day")) }
                     (bars(
                         "chart-ingest",
-                        ctx.t("每天写入的目录条目", "Catalog item writes per day"),
+                        ctx.t("每天写入的目录条目", "Catalog items written per day"),
                         ctx.t("最近 14 天每天导入、修改或删除的目录条目数。", "Catalog items imported, edited or deleted each day over the last 14 days."),
                         ctx.t("日期", "Day"),
                         &days,

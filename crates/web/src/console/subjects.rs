@@ -43,7 +43,14 @@ pub async fn page(
     MaybeStaff(staff): MaybeStaff,
 ) -> Result<Response, WebError> {
     let st = require(staff, &ctx)?;
-    allow(&s, &ctx, &st, Permission::SubjectDataRead, "GET /console/subjects").await?;
+    allow(
+        &s,
+        &ctx,
+        &st,
+        Permission::SubjectDataRead,
+        "GET /console/subjects",
+    )
+    .await?;
     let body = html! {
         h1 { (ctx.t("查阅用户数据", "Read a user's data")) }
         (form(&ctx, &st, ""))
@@ -77,11 +84,22 @@ fn value(v: &serde_json::Value) -> Markup {
     }
 }
 
-pub async fn read(State(s): State<AppState>, f: ConsoleForm<ReadForm>) -> Result<Response, WebError> {
+pub async fn read(
+    State(s): State<AppState>,
+    f: ConsoleForm<ReadForm>,
+) -> Result<Response, WebError> {
     let ctx = &f.ctx;
-    let actor = allow(&s, ctx, &f.staff, Permission::SubjectDataRead, "POST /console/subjects").await?;
+    let actor = allow(
+        &s,
+        ctx,
+        &f.staff,
+        Permission::SubjectDataRead,
+        "POST /console/subjects",
+    )
+    .await?;
     let subject: SubjectId = f.form.subject.trim().parse().map_err(|_| {
-        WebError::bad_request(ctx.t("用户标识格式不对。", "That is not a subject id.")).lang(ctx.lang)
+        WebError::bad_request(ctx.t("用户标识格式不对。", "That is not a subject id."))
+            .lang(ctx.lang)
     })?;
     let ticket = Some(f.form.ticket.as_str()).filter(|t| !t.trim().is_empty());
     let purpose = Some(f.form.purpose.as_str()).filter(|p| !p.trim().is_empty());
@@ -100,5 +118,10 @@ pub async fn read(State(s): State<AppState>, f: ConsoleForm<ReadForm>) -> Result
         }
         (form(ctx, &f.staff, &f.form.subject))
     };
-    Ok(shell(ctx, Some(&f.staff), ctx.t("用户数据", "User data"), body))
+    Ok(shell(
+        ctx,
+        Some(&f.staff),
+        ctx.t("用户数据", "User data"),
+        body,
+    ))
 }

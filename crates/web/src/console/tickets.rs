@@ -11,7 +11,9 @@ use custos_http::AppState;
 use maud::html;
 use serde::Deserialize;
 
-use super::{allow, app_err, csrf_input, notice, require, see_other, shell, when, ConsoleForm, MaybeStaff};
+use super::{
+    allow, app_err, csrf_input, notice, require, see_other, shell, when, ConsoleForm, MaybeStaff,
+};
 use crate::ctx::Ctx;
 use crate::error::WebError;
 
@@ -30,9 +32,20 @@ pub async fn page(
     Query(q): Query<DoneQuery>,
 ) -> Result<Response, WebError> {
     let st = require(staff, &ctx)?;
-    allow(&s, &ctx, &st, Permission::RightsTicketsRead, "GET /console/tickets").await?;
+    allow(
+        &s,
+        &ctx,
+        &st,
+        Permission::RightsTicketsRead,
+        "GET /console/tickets",
+    )
+    .await?;
     let now = s.kernel.clock.now_ms();
-    let tickets = s.rights.due_soon(Some(WINDOW_MS)).await.map_err(app_err(&ctx))?;
+    let tickets = s
+        .rights
+        .due_soon(Some(WINDOW_MS))
+        .await
+        .map_err(app_err(&ctx))?;
     let can_decide = st.can(Permission::RightsTicketsDecide);
     let overdue = tickets.iter().filter(|t| t.overdue(now)).count();
     let body = html! {
@@ -127,7 +140,14 @@ pub async fn decide(
     f: ConsoleForm<DecideForm>,
 ) -> Result<Response, WebError> {
     let ctx = &f.ctx;
-    allow(&s, ctx, &f.staff, Permission::RightsTicketsDecide, &format!("POST /console/tickets/{id}/decide")).await?;
+    allow(
+        &s,
+        ctx,
+        &f.staff,
+        Permission::RightsTicketsDecide,
+        &format!("POST /console/tickets/{id}/decide"),
+    )
+    .await?;
     let d = match f.form.status.as_str() {
         "in_progress" => Decision::InProgress { note: f.form.note },
         "completed" => Decision::Completed { note: f.form.note },
@@ -136,7 +156,9 @@ pub async fn decide(
             legal_basis: f.form.legal_basis.unwrap_or_default(),
         },
         _ => {
-            return Err(WebError::bad_request(ctx.t("未知的状态。", "Unknown status.")).lang(ctx.lang))
+            return Err(
+                WebError::bad_request(ctx.t("未知的状态。", "Unknown status.")).lang(ctx.lang),
+            )
         }
     };
     s.rights.decide(id, &d).await.map_err(app_err(ctx))?;
@@ -154,7 +176,14 @@ pub async fn answer(
     f: ConsoleForm<AnswerForm>,
 ) -> Result<Response, WebError> {
     let ctx = &f.ctx;
-    allow(&s, ctx, &f.staff, Permission::RightsTicketsDecide, &format!("POST /console/tickets/{id}/answer")).await?;
+    allow(
+        &s,
+        ctx,
+        &f.staff,
+        Permission::RightsTicketsDecide,
+        &format!("POST /console/tickets/{id}/answer"),
+    )
+    .await?;
     s.rights
         .answer_complaint(id, &f.form.answer)
         .await

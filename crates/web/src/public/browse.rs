@@ -208,8 +208,10 @@ async fn home(
     ctx: Ctx,
     query: Result<Query<FeedQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, WebError> {
-    let Query(q) = query
-        .map_err(|_| WebError::bad_request(ctx.t("链接参数有误。", "The link's parameters are malformed.")).lang(ctx.lang))?;
+    let Query(q) = query.map_err(|_| {
+        WebError::bad_request(ctx.t("链接参数有误。", "The link's parameters are malformed."))
+            .lang(ctx.lang)
+    })?;
     let cursor = q.cursor.filter(|c| !c.is_empty());
     let (subject, gctx) = personalizable(&s, &ctx).await?;
     let out = s
@@ -290,7 +292,10 @@ fn parse_search(
         if k != "tags" && k != "lang" {
             if seen.contains(&k) {
                 let shown: String = k.chars().take(40).collect();
-                return Err(bad(format!("{}`{shown}`", ctx.t("参数重复：", "Given twice: "))));
+                return Err(bad(format!(
+                    "{}`{shown}`",
+                    ctx.t("参数重复：", "Given twice: ")
+                )));
             }
             seen.push(k.clone());
         }
@@ -316,11 +321,16 @@ fn parse_search(
     if f.q.chars().count() > MAX_QUERY_CHARS {
         return Err(bad(format!(
             "{} {MAX_QUERY_CHARS}",
-            ctx.t("搜索词最多字数：", "A search may have at most this many characters:")
+            ctx.t(
+                "搜索词最多字数：",
+                "A search may have at most this many characters:"
+            )
         )));
     }
     if f.tags.len() > 10 {
-        return Err(bad(ctx.t("最多选择 10 个标签。", "Choose at most 10 tags.").to_owned()));
+        return Err(bad(ctx
+            .t("最多选择 10 个标签。", "Choose at most 10 tags.")
+            .to_owned()));
     }
     let price = |name: &str, v: &str| -> Result<Option<u64>, WebError> {
         if v.is_empty() {
@@ -346,14 +356,24 @@ fn parse_search(
         media: match f.media.as_str() {
             "" => None,
             m => Some(MediaKind::parse(m).ok_or_else(|| {
-                bad(ctx.t("媒体类型只能是图片或视频。", "Media must be image or video.").to_owned())
+                bad(ctx
+                    .t(
+                        "媒体类型只能是图片或视频。",
+                        "Media must be image or video.",
+                    )
+                    .to_owned())
             })?),
         },
     };
     let sort = match f.sort.as_str() {
         "" => None,
         v => Some(Sort::parse(v).ok_or_else(|| {
-            bad(ctx.t("排序只能是相关度或最新。", "Sort must be relevance or newest.").to_owned())
+            bad(ctx
+                .t(
+                    "排序只能是相关度或最新。",
+                    "Sort must be relevance or newest.",
+                )
+                .to_owned())
         })?),
     };
     let req = SearchRequest {
@@ -379,8 +399,10 @@ async fn search(
     ClientIp(ip): ClientIp,
     query: Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, WebError> {
-    let Query(pairs) = query
-        .map_err(|_| WebError::bad_request(ctx.t("链接参数有误。", "The link's parameters are malformed.")).lang(ctx.lang))?;
+    let Query(pairs) = query.map_err(|_| {
+        WebError::bad_request(ctx.t("链接参数有误。", "The link's parameters are malformed."))
+            .lang(ctx.lang)
+    })?;
     let (f, req) = parse_search(&ctx, pairs)?;
     let (subject, gctx) = personalizable(&s, &ctx).await?;
     let out = s
@@ -588,7 +610,11 @@ async fn render_item(
     let images: Vec<_> = item.media.iter().filter(|m| m.kind != "video").collect();
     let videos: Vec<_> = item.media.iter().filter(|m| m.kind == "video").collect();
     let here = format!("/items/{id}");
-    let token_ok = |t: &String| t.len() <= 128 && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+    let token_ok = |t: &String| {
+        t.len() <= 128
+            && t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+    };
     let shared = q.shared.as_ref().filter(|t| token_ok(t));
     let download = q.download.as_ref().filter(|t| token_ok(t));
     let body = html! {
@@ -830,10 +856,7 @@ async fn download(
         .await
         .map_err(app_err(&ctx))?;
     log_event(&s, &ctx, ip, "download", format!("item:{id}")).await;
-    Ok(back_to(format!(
-        "{here}?download={}",
-        encode(&link.token)
-    )))
+    Ok(back_to(format!("{here}?download={}", encode(&link.token))))
 }
 
 #[derive(Debug, Deserialize)]
@@ -933,7 +956,10 @@ async fn open_share(
         custos_app::AppError::NotFound => WebError::new(
             StatusCode::NOT_FOUND,
             "not_found",
-            ctx.t("这个分享链接不存在或已被撤销。", "This share link does not exist or was revoked."),
+            ctx.t(
+                "这个分享链接不存在或已被撤销。",
+                "This share link does not exist or was revoked.",
+            ),
         )
         .lang(ctx.lang),
         e => WebError::from(e).lang(ctx.lang),

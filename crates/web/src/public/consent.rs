@@ -271,10 +271,10 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn receipt_tag(state: &AppState, receipt: &Uuid, subject: &SubjectId) -> String {
-    hex(&state
-        .kernel
-        .ring
-        .blind_index(RECEIPT_LINK_DOMAIN, format!("{receipt}:{subject}").as_bytes()))
+    hex(&state.kernel.ring.blind_index(
+        RECEIPT_LINK_DOMAIN,
+        format!("{receipt}:{subject}").as_bytes(),
+    ))
 }
 
 fn ct_eq(a: &[u8], b: &[u8]) -> bool {
@@ -309,8 +309,13 @@ async fn post_consent(
     let regime = s.kernel.gate.regime();
     let policy = regime.current().clone();
     let optional: Vec<&Purpose> = optional_purposes(&policy).collect();
-    if ticked.len() > optional.len() || ticked.iter().any(|t| !optional.iter().any(|p| &p.id == t)) {
-        return Err(bad(&ctx, "选择中有未知的用途。", "The form names a purpose that does not exist."));
+    if ticked.len() > optional.len() || ticked.iter().any(|t| !optional.iter().any(|p| &p.id == t))
+    {
+        return Err(bad(
+            &ctx,
+            "选择中有未知的用途。",
+            "The form names a purpose that does not exist.",
+        ));
     }
     let account = ctx.signed_in();
     let decidable: Vec<&Purpose> = optional
@@ -377,7 +382,7 @@ async fn post_consent(
     for b in &batches {
         s.kernel
             .check_decisions(!account, b)
-            .map_err(|e| WebError::from(e).lang(lang))?;
+            .map_err(|e| decision_error(&ctx, e))?;
     }
     // A new anonymous identifier only once the decisions are known to be acceptable.
     let (subject, token) = match ctx.subject {
@@ -419,10 +424,7 @@ async fn post_consent(
         .await
         .map_err(|e| WebError::from(e).lang(lang))?
     {
-        (
-            token.as_deref().map(custos_http::caller::anon_cookie),
-            true,
-        )
+        (token.as_deref().map(custos_http::caller::anon_cookie), true)
     } else {
         (
             ctx.subject.map(|_| custos_http::ads::clear_anon_cookie()),
@@ -447,6 +449,22 @@ async fn post_consent(
     let mut cookies = vec![asked_cookie(&s)];
     cookies.extend(anon_cookie);
     Ok(redirect_with(&location, cookies))
+}
+
+/// A refused decision as a page; "needs an account" says so in the page's language.
+fn decision_error(ctx: &Ctx, e: custos_app::AppError) -> WebError {
+    match e {
+        custos_app::AppError::AccountRequired(_) => WebError::new(
+            StatusCode::FORBIDDEN,
+            "account_required",
+            ctx.t(
+                "您选择的某项功能需要账号，请先登录再开启。",
+                "One of the features you chose needs an account; sign in first to turn it on.",
+            ),
+        )
+        .lang(ctx.lang),
+        e => WebError::from(e).lang(ctx.lang),
+    }
 }
 
 fn asked_cookie(s: &AppState) -> String {
@@ -510,14 +528,14 @@ async fn receipt_page(
         .lang(ctx.lang)
     };
     let id = Uuid::parse_str(&id).map_err(|_| not_found())?;
-    let q = query.map(|Query(q)| q).unwrap_or(ReceiptQuery {
-        rs: None,
-        rk: None,
-    });
+    let q = query
+        .map(|Query(q)| q)
+        .unwrap_or(ReceiptQuery { rs: None, rk: None });
     let from_link = match (q.rs, q.rk) {
-        (Some(rs), Some(rk)) => rs.parse::<SubjectId>().ok().filter(|sub| {
-            ct_eq(receipt_tag(&s, &id, sub).as_bytes(), rk.as_bytes())
-        }),
+        (Some(rs), Some(rk)) => rs
+            .parse::<SubjectId>()
+            .ok()
+            .filter(|sub| ct_eq(receipt_tag(&s, &id, sub).as_bytes(), rk.as_bytes())),
         _ => None,
     };
     let subject = from_link.or(ctx.subject).ok_or_else(not_found)?;

@@ -122,7 +122,12 @@ impl WebApp {
     }
 
     /// POST a form from this origin, as a browser would.
-    pub async fn post_form(&self, uri: &str, cookies: &[(&str, &str)], form: &[(&str, &str)]) -> Resp {
+    pub async fn post_form(
+        &self,
+        uri: &str,
+        cookies: &[(&str, &str)],
+        form: &[(&str, &str)],
+    ) -> Resp {
         let body = form_urlencoded::Serializer::new(String::new())
             .extend_pairs(form)
             .finish();

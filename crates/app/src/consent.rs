@@ -91,6 +91,8 @@ impl Kernel {
             custos_store::signals::EventStore::new(self.db.clone())
                 .delete_for(&pseudonym, &d.purpose)
                 .await?;
+            // And ad events and personalized messages kept under it (issue 7: every path).
+            crate::signals::push::forget_withdrawn(self, subject, &d.purpose).await?;
         }
         self.sign_receipt(&records)
     }

@@ -289,8 +289,10 @@ async fn impressions_and_clicks_are_kept_only_for_consenting_viewers_under_a_pse
             .await,
         0
     );
-    // Withdrawal deletes the viewer's events; the app's HTTP layer calls this hook.
+    // Withdrawal deletes the viewer's events in the kernel itself, whatever path records
+    // it (no HTTP handler here); the explicit hook after it is idempotent.
     env.decide(yes, ADS_PURPOSE, Decision::Withdrawn).await;
+    assert_eq!(env.scalar("SELECT COUNT(*) FROM ad_events").await, 0);
     s.after_decisions(
         yes,
         &[DecisionInput {

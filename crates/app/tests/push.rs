@@ -221,10 +221,17 @@ async fn personalized_pushes_are_sent_only_under_their_own_purpose(env: Env) {
     assert_eq!(got[0].1["kind"], "personalized");
     assert_eq!(got[0].1["to"], "tok");
     assert_eq!(s.inbox(me).await.unwrap()[0].kind, "personalized");
-    // Withdrawn: refused again; the HTTP layer's hook deletes personalized messages.
+    // Withdrawn through the kernel alone (no HTTP consent handler, no explicit hook, as
+    // a guardian's withdrawal or an OIDC unlink records it): refused again, and the
+    // personalized messages are gone at once.
     env.decide(me, "personalized_push", Decision::Withdrawn)
         .await;
     assert!(s.notify_personalized(me, &msg, &ctx).await.is_err());
+    assert!(
+        s.inbox(me).await.unwrap().is_empty(),
+        "the kernel's withdrawal removed the personalized message"
+    );
+    // The explicit hook is idempotent.
     s.after_decisions(
         me,
         &[DecisionInput {

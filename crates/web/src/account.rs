@@ -78,7 +78,11 @@ pub(crate) fn clear_cookie(name: &str) -> String {
 
 /// 303 to `location`, setting `cookies`.
 pub(crate) fn see_other(location: &str, cookies: &[String]) -> Response {
-    let mut resp = (StatusCode::SEE_OTHER, [(header::LOCATION, location.to_owned())]).into_response();
+    let mut resp = (
+        StatusCode::SEE_OTHER,
+        [(header::LOCATION, location.to_owned())],
+    )
+        .into_response();
     let h = resp.headers_mut();
     for c in cookies {
         if let Ok(v) = HeaderValue::from_str(c) {
@@ -131,7 +135,9 @@ pub(crate) fn problem(ctx: &Ctx, e: AppError) -> Result<Problem, WebError> {
     {
         let w = wait_text(ctx, retry_after_secs);
         let message = match ctx.lang {
-            custos_policy::Lang::Zh => format!("尝试次数太多了。为了保护账号安全，请等待约 {w} 后再试。"),
+            custos_policy::Lang::Zh => {
+                format!("尝试次数太多了。为了保护账号安全，请等待约 {w} 后再试。")
+            }
             custos_policy::Lang::En => format!(
                 "Too many attempts. To keep accounts safe, please wait about {w} and try again."
             ),

@@ -97,7 +97,10 @@ async fn policy_page(
     let regime = s.kernel.gate.regime();
     let current = regime.current().clone();
     let shown = match q.version.as_deref() {
-        Some(v) => s.policy_ops.version(v).map_err(|e| version_error(&ctx, e))?,
+        Some(v) => s
+            .policy_ops
+            .version(v)
+            .map_err(|e| version_error(&ctx, e))?,
         None => current.clone(),
     };
     let mut versions = s
@@ -151,7 +154,11 @@ async fn policy_page(
             }
         }
     };
-    Ok(layout::page(&ctx, ctx.t("隐私政策", "Privacy policy"), body))
+    Ok(layout::page(
+        &ctx,
+        ctx.t("隐私政策", "Privacy policy"),
+        body,
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -396,9 +403,7 @@ async fn pending_groups(
         groups.push(PendingGroup {
             version: v.hash().to_string(),
             revision: v.declaration().revision.clone(),
-            previous: since
-                .checked_sub(1)
-                .map(|p| versions[p].hash().to_string()),
+            previous: since.checked_sub(1).map(|p| versions[p].hash().to_string()),
             purposes: Vec::new(),
         });
         groups.len() - 1
@@ -510,7 +515,7 @@ pub fn reconsent_dialog(ctx: &Ctx) -> Option<Markup> {
     Some(html! {
         div class="dialog-backdrop" {
             div id="reconsent-dialog" class="dialog reconsent" role="dialog" aria-modal="true"
-                aria-labelledby="reconsent-title" aria-describedby="reconsent-intro" {
+                aria-labelledby="reconsent-title" aria-describedby="reconsent-intro" data-autofocus {
                 h2 id="reconsent-title" { (ctx.t("隐私政策已更新", "Our privacy policy has changed")) }
                 p id="reconsent-intro" {
                     (ctx.t(

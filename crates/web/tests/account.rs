@@ -78,7 +78,9 @@ async fn sms_sign_up_runs_end_to_end_with_the_optional_steps_skippable() {
     assert!(!page.body.contains("oidc-start"), "no provider configured");
 
     let ch = send_code(&w, "139 1234 5678", "/contact").await;
-    let code_page = w.get("/signin/code?next=%2Fcontact", &[(CHALLENGE, &ch)]).await;
+    let code_page = w
+        .get("/signin/code?next=%2Fcontact", &[(CHALLENGE, &ch)])
+        .await;
     assert!(code_page.body.contains("id=\"code\""));
     assert!(code_page.body.contains("id=\"verify-code\""));
     // Without the challenge cookie the code step sends back to the phone step.
@@ -121,7 +123,11 @@ async fn sms_sign_up_runs_end_to_end_with_the_optional_steps_skippable() {
     let bd = w
         .get("/signin/birthdate?next=%2Fcontact", &[(SESSION, &token)])
         .await;
-    for id in ["id=\"birth-date\"", "id=\"birth-date-submit\"", "id=\"birth-date-skip\""] {
+    for id in [
+        "id=\"birth-date\"",
+        "id=\"birth-date-submit\"",
+        "id=\"birth-date-skip\"",
+    ] {
         assert!(bd.body.contains(id), "{id}");
     }
     let csrf = csrf_of(&w, &token).await;
@@ -134,7 +140,10 @@ async fn sms_sign_up_runs_end_to_end_with_the_optional_steps_skippable() {
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     assert_eq!(r.location(), Some("/signin/profile?next=%2Fcontact"));
-    assert_eq!(w.app.identity.account(subject).await.unwrap().age_band, "adult");
+    assert_eq!(
+        w.app.identity.account(subject).await.unwrap().age_band,
+        "adult"
+    );
 
     // The profile: an invalid nickname is explained, a valid one is stored.
     let long = "n".repeat(40);
@@ -142,7 +151,12 @@ async fn sms_sign_up_runs_end_to_end_with_the_optional_steps_skippable() {
         .post_form(
             "/signin/profile",
             &[(SESSION, &token)],
-            &[("_csrf", &csrf), ("nickname", &long), ("action", "save"), ("next", "/contact")],
+            &[
+                ("_csrf", &csrf),
+                ("nickname", &long),
+                ("action", "save"),
+                ("next", "/contact"),
+            ],
         )
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
@@ -184,10 +198,18 @@ async fn the_phone_step_reveals_nothing_about_accounts_and_throttles_with_a_read
     w.sign_in_user("+8613900000001").await;
     w.clock.advance(time::Duration::minutes(2));
     let known = w
-        .post_form("/signin", &[], &[("phone", "+8613900000001"), ("next", "/")])
+        .post_form(
+            "/signin",
+            &[],
+            &[("phone", "+8613900000001"), ("next", "/")],
+        )
         .await;
     let unknown = w
-        .post_form("/signin", &[], &[("phone", "+8613900000002"), ("next", "/")])
+        .post_form(
+            "/signin",
+            &[],
+            &[("phone", "+8613900000002"), ("next", "/")],
+        )
         .await;
     assert_eq!(known.status, unknown.status);
     assert_eq!(known.location(), unknown.location());
@@ -195,7 +217,11 @@ async fn the_phone_step_reveals_nothing_about_accounts_and_throttles_with_a_read
 
     // A second code for the same number within the minute: 429 with the wait.
     let r = w
-        .post_form("/signin", &[], &[("phone", "+8613900000002"), ("next", "/")])
+        .post_form(
+            "/signin",
+            &[],
+            &[("phone", "+8613900000002"), ("next", "/")],
+        )
         .await;
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
     assert!(r.headers.contains_key(header::RETRY_AFTER));
@@ -233,19 +259,30 @@ async fn password_sign_in_works_refuses_alike_and_never_redirects_off_site() {
         .post_form(
             "/signin/password",
             &[],
-            &[("phone", "+8613912340000"), ("password", "not-the-password"), ("next", "/")],
+            &[
+                ("phone", "+8613912340000"),
+                ("password", "not-the-password"),
+                ("next", "/"),
+            ],
         )
         .await;
     let nobody = w
         .post_form(
             "/signin/password",
             &[],
-            &[("phone", "+8613912349999"), ("password", "not-the-password"), ("next", "/")],
+            &[
+                ("phone", "+8613912349999"),
+                ("password", "not-the-password"),
+                ("next", "/"),
+            ],
         )
         .await;
     assert_eq!(wrong.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(wrong.status, nobody.status);
-    assert_eq!(wrong.body, nobody.body, "no hint whether the number has an account");
+    assert_eq!(
+        wrong.body, nobody.body,
+        "no hint whether the number has an account"
+    );
     assert!(cookie_of(&wrong, SESSION).is_none());
 
     let r = w
@@ -274,7 +311,11 @@ async fn password_sign_in_works_refuses_alike_and_never_redirects_off_site() {
             .post_form(
                 "/signin/password",
                 &[],
-                &[("phone", "+8613912340000"), ("password", "still-wrong-1"), ("next", "/")],
+                &[
+                    ("phone", "+8613912340000"),
+                    ("password", "still-wrong-1"),
+                    ("next", "/"),
+                ],
             )
             .await
             .status;
@@ -317,7 +358,12 @@ async fn a_minor_is_told_a_guardian_must_agree_and_the_guardian_agrees_by_code()
         .post_form(
             "/signin/birthdate",
             &cookies,
-            &[("_csrf", &csrf), ("birth_date", "not-a-date"), ("action", "save"), ("next", "/contact")],
+            &[
+                ("_csrf", &csrf),
+                ("birth_date", "not-a-date"),
+                ("action", "save"),
+                ("next", "/contact"),
+            ],
         )
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
@@ -325,7 +371,12 @@ async fn a_minor_is_told_a_guardian_must_agree_and_the_guardian_agrees_by_code()
         .post_form(
             "/signin/birthdate",
             &cookies,
-            &[("_csrf", &csrf), ("birth_date", "2010-05-01"), ("action", "save"), ("next", "/contact")],
+            &[
+                ("_csrf", &csrf),
+                ("birth_date", "2010-05-01"),
+                ("action", "save"),
+                ("next", "/contact"),
+            ],
         )
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
@@ -342,7 +393,11 @@ async fn a_minor_is_told_a_guardian_must_agree_and_the_guardian_agrees_by_code()
         .post_form(
             "/signin/guardian",
             &cookies,
-            &[("_csrf", &csrf), ("phone", "+8613912342222"), ("next", "/contact")],
+            &[
+                ("_csrf", &csrf),
+                ("phone", "+8613912342222"),
+                ("next", "/contact"),
+            ],
         )
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
@@ -351,14 +406,23 @@ async fn a_minor_is_told_a_guardian_must_agree_and_the_guardian_agrees_by_code()
         .post_form(
             "/signin/guardian",
             &cookies,
-            &[("_csrf", &csrf), ("phone", "+8613800001234"), ("next", "/contact")],
+            &[
+                ("_csrf", &csrf),
+                ("phone", "+8613800001234"),
+                ("next", "/contact"),
+            ],
         )
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     let gch = cookie_of(&r, "__Host-custos-guardian").unwrap();
     let code = w.last_sms_code("+8613800001234").unwrap();
-    let with_g = [(SESSION, token.as_str()), ("__Host-custos-guardian", gch.as_str())];
-    let page = w.get("/signin/guardian/verify?next=%2Fcontact", &with_g).await;
+    let with_g = [
+        (SESSION, token.as_str()),
+        ("__Host-custos-guardian", gch.as_str()),
+    ];
+    let page = w
+        .get("/signin/guardian/verify?next=%2Fcontact", &with_g)
+        .await;
     assert!(page.body.contains("id=\"guardian-agree\""));
 
     // Not ticking the agreement changes nothing.
@@ -366,11 +430,23 @@ async fn a_minor_is_told_a_guardian_must_agree_and_the_guardian_agrees_by_code()
         .post_form(
             "/signin/guardian/verify",
             &with_g,
-            &[("_csrf", &csrf), ("code", &code), ("birth_date", "2010-05-01"), ("next", "/contact")],
+            &[
+                ("_csrf", &csrf),
+                ("code", &code),
+                ("birth_date", "2010-05-01"),
+                ("next", "/contact"),
+            ],
         )
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(!w.app.identity.account(subject).await.unwrap().guardian_consent);
+    assert!(
+        !w.app
+            .identity
+            .account(subject)
+            .await
+            .unwrap()
+            .guardian_consent
+    );
 
     let r = w
         .post_form(
@@ -390,7 +466,14 @@ async fn a_minor_is_told_a_guardian_must_agree_and_the_guardian_agrees_by_code()
     assert!(done.starts_with("/signin/guardian/done?receipt="), "{done}");
     let page = w.get(&done, &cookies).await;
     assert!(page.body.contains("id=\"receipt-link\""));
-    assert!(w.app.identity.account(subject).await.unwrap().guardian_consent);
+    assert!(
+        w.app
+            .identity
+            .account(subject)
+            .await
+            .unwrap()
+            .guardian_consent
+    );
 }
 
 /// Follows the provider's authorization URL as a browser would (the mock approves at
@@ -439,9 +522,12 @@ async fn linking_a_provider_records_only_the_ticked_field_and_then_signs_in() {
     let screen = w.get("/signin/oidc/mock", &[u.cookie()]).await;
     assert_eq!(screen.status, StatusCode::OK);
     for f in ["nickname", "avatar"] {
-        let tag = format!("<input type=\"checkbox\" name=\"field\" value=\"{f}\" id=\"oidc-field-{f}\">");
+        let tag =
+            format!("<input type=\"checkbox\" name=\"field\" value=\"{f}\" id=\"oidc-field-{f}\">");
         assert!(screen.body.contains(&tag), "{f}: a separate, unchecked box");
-        assert!(screen.body.contains(&format!("<label for=\"oidc-field-{f}\"")));
+        assert!(screen
+            .body
+            .contains(&format!("<label for=\"oidc-field-{f}\"")));
     }
     assert_eq!(
         w.get("/signin/oidc/nope", &[u.cookie()]).await.status,
@@ -462,7 +548,12 @@ async fn linking_a_provider_records_only_the_ticked_field_and_then_signs_in() {
         .post_form(
             "/signin/oidc/mock",
             &[u.cookie()],
-            &[("_csrf", &u.csrf), ("field", "nickname"), ("agree", "yes"), ("next", "/contact")],
+            &[
+                ("_csrf", &u.csrf),
+                ("field", "nickname"),
+                ("agree", "yes"),
+                ("next", "/contact"),
+            ],
         )
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);

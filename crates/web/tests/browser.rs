@@ -58,6 +58,24 @@ async fn browser_keeps_secure_host_cookies_on_localhost() {
     let (status, _) = b.fetch_in_page("/assets/nope.js").await;
     assert_eq!(status, 404);
 
+    b.step("axe-core runs and reports a violation it must see");
+    b.goto("/privacy/policy").await;
+    b.find("main#main").await;
+    b.js(
+        "const i = document.createElement('img'); i.src = '/assets/icon.svg';
+         document.getElementById('main').appendChild(i);",
+        vec![],
+    )
+    .await;
+    b.axe("policy-with-an-image-without-alt").await;
+    if harness::axe_script().is_some() {
+        assert!(
+            b.violations.iter().any(|v| v.contains("image-alt")),
+            "axe-core did not report an <img> without alt: {:?}",
+            b.violations
+        );
+    }
+
     b.step("sign in through the API from the page; the session cookie is kept");
     let before = texts_to(&w, PHONE_E164);
     let v = b
@@ -181,13 +199,13 @@ async fn newcomer_refuses_browses_signs_up_exports_withdraws_and_cancels() {
     }
     b.find("#consent-accept-all").await;
     b.find("#consent-save").await;
-    b.capture("first-visit-dialog").await;
 
     b.step("keyboard: the dialog's first control has focus; Tab reaches Refuse all");
     let first = b
         .js(
             "const d = document.getElementById('consent-dialog');
-             const f = d.querySelector('a[href], button, input, select, textarea, [tabindex]:not([tabindex=\"-1\"])');
+             const f = [...d.querySelectorAll('a[href], button, input, select, textarea, [tabindex]')]
+               .find(e => !e.disabled && e.type !== 'hidden' && e.tabIndex >= 0 && e.getClientRects().length);
              return f === document.activeElement;",
             vec![],
         )
@@ -207,6 +225,7 @@ async fn newcomer_refuses_browses_signs_up_exports_withdraws_and_cancels() {
         b.press(Key::Tab).await;
     }
     assert!(reached, "Tab never reached #consent-refuse-all");
+    b.capture("first-visit-dialog").await;
 
     b.step("phone size: the dialog fits the screen");
     b.resize(PHONE).await;

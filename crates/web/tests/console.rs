@@ -543,6 +543,8 @@ async fn the_dashboard_charts_show_todays_consent_counts_as_svg() {
 #[tokio::test]
 async fn an_incident_is_recorded_and_notified_through_the_console() {
     let w = common::spawn().await;
+    // A user whose phone number is in the database: affected by the incident below.
+    let user = w.sign_in_user("+8613800138005").await;
     let s = staff(&w, "sec", Role::SecurityOfficer).await;
     let page = w.get("/console/incidents", &[s.cookie()]).await;
     assert_eq!(page.status, StatusCode::OK);
@@ -600,7 +602,7 @@ async fn an_incident_is_recorded_and_notified_through_the_console() {
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    assert!(r.body.contains("id=\"affected-count\""));
+    assert!(r.body.contains("id=\"affected-count\">1<"), "{}", r.body);
     let r = w
         .post_form(
             &format!("/console/incidents/{id}/notify"),
@@ -611,6 +613,18 @@ async fn an_incident_is_recorded_and_notified_through_the_console() {
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     let shown = w.get(r.location().unwrap(), &[s.cookie()]).await;
     assert!(shown.body.contains("id=\"notify-result\""));
+    assert!(
+        shown.body.contains("Users told now: <strong>1</strong>"),
+        "{}",
+        shown.body
+    );
+    let inbox = w.app.signals.inbox(user.subject).await.unwrap();
+    assert!(
+        inbox
+            .iter()
+            .any(|m| m.body.contains("Ignore calls asking for codes")),
+        "the notice carries what users can do: {inbox:?}"
+    );
     assert!(shown.body.contains("data-action=\"notified_individually\""));
 
     // Or announce publicly.
@@ -772,6 +786,33 @@ async fn the_policy_page_lists_versions_and_refuses_an_invalid_declaration() {
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     assert!(r.location().unwrap().contains("again=true"));
+    // A new revision: published through the same use case, listed with a diff link.
+    let next = current.replacen("revision = \"2026-11\"", "revision = \"2026-12\"", 1);
+    assert_ne!(next, current, "the test declaration has a revision line");
+    let r = w
+        .post_form(
+            "/console/policy",
+            &[p.cookie()],
+            &[("_csrf", &p.csrf), ("declaration", &next)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert!(r.location().unwrap().contains("again=false"));
+    let versions = w.app.policy_ops.versions().await.unwrap();
+    assert_eq!(versions.len(), before + 1);
+    let page = w.get(r.location().unwrap(), &[p.cookie()]).await;
+    assert!(page.body.contains("id=\"policy-published\""));
+    assert!(page.body.contains("/privacy/policy/diff?from="));
+    // The admin holds the same permission as in the API; the support role does not.
+    let sup = staff(&w, "sup", Role::Support).await;
+    let r = w
+        .post_form(
+            "/console/policy",
+            &[sup.cookie()],
+            &[("_csrf", &sup.csrf), ("declaration", &next)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
 }
 
 /// The dashboard aggregates on one backend: raw store counts and the app's figures.

@@ -119,7 +119,10 @@ async fn publishing_a_version_lists_it_and_the_diff_page_shows_the_added_purpose
     assert!(diff.body.contains("Price drop alerts"));
     assert!(diff.body.contains("Needs your consent again"));
     let zh = w
-        .get(&format!("/privacy/policy/diff?from={v1}&to={v2h}&lang=zh"), &[])
+        .get(
+            &format!("/privacy/policy/diff?from={v1}&to={v2h}&lang=zh"),
+            &[],
+        )
         .await;
     assert!(zh.body.contains("降价提醒"));
     assert!(zh.body.contains("新增的用途"));
@@ -140,7 +143,10 @@ async fn publishing_a_version_lists_it_and_the_diff_page_shows_the_added_purpose
             &format!("/privacy/policy/diff?from=abcdef012345&to={v2h}") as &str,
             StatusCode::NOT_FOUND,
         ),
-        ("/privacy/policy?version=%3Cscript%3E", StatusCode::BAD_REQUEST),
+        (
+            "/privacy/policy?version=%3Cscript%3E",
+            StatusCode::BAD_REQUEST,
+        ),
     ] {
         let r = w.get(uri, &[]).await;
         assert_eq!(r.status, status, "{uri}");
@@ -168,7 +174,11 @@ async fn a_widened_purpose_shows_the_dialog_stays_paused_until_agreed_and_others
     assert!(!anon.body.contains("reconsent-dialog"));
 
     let page = w.get("/contact", &[u.cookie()]).await;
-    assert!(page.body.contains("id=\"reconsent-dialog\""), "{}", page.body);
+    assert!(
+        page.body.contains("id=\"reconsent-dialog\""),
+        "{}",
+        page.body
+    );
     assert!(page.body.contains("role=\"dialog\""));
     assert!(page.body.contains("aria-modal=\"true\""));
     assert!(page.body.contains("id=\"reconsent-agree\""));
@@ -234,7 +244,11 @@ async fn an_added_purpose_is_offered_in_the_dialog_and_disappears_after_agreeing
         Err(Denial::ConsentMissing)
     );
     let page = w.get("/contact?lang=zh", &[u.cookie()]).await;
-    assert!(page.body.contains("id=\"reconsent-dialog\""), "{}", page.body);
+    assert!(
+        page.body.contains("id=\"reconsent-dialog\""),
+        "{}",
+        page.body
+    );
     assert!(page.body.contains("data-purpose=\"price_alerts\""));
     assert!(page.body.contains("降价提醒"));
     // The policy pages themselves stay readable (no dialog over the diff).
@@ -249,7 +263,11 @@ async fn an_added_purpose_is_offered_in_the_dialog_and_disappears_after_agreeing
         )
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
-    assert!(r.location().unwrap().contains("next=%2F&"), "{:?}", r.location());
+    assert!(
+        r.location().unwrap().contains("next=%2F&"),
+        "{:?}",
+        r.location()
+    );
     assert_eq!(gate(&w, u.subject, "price_alerts"), Ok(()));
     let page = w.get("/contact", &[u.cookie()]).await;
     assert!(!page.body.contains("reconsent-dialog"));

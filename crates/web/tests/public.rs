@@ -696,3 +696,27 @@ async fn personalized_label_follows_the_consent_and_page_views_go_through_the_ga
         .body
         .contains("id=\"personalized-label\""));
 }
+
+#[tokio::test]
+async fn accept_all_with_global_privacy_control_leaves_personalized_ads_out() {
+    let w = common::spawn().await;
+    let req = Request::post("/consent")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header("sec-fetch-site", "same-origin")
+        .header("sec-gpc", "1")
+        .body(Body::from("choice=accept_all&next=%2F"))
+        .unwrap();
+    let r = w.request(req).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let token = cookie_of(&r, ANON).expect("other anonymous purposes still given");
+    let subject = w
+        .app
+        .kernel
+        .anonymous_subject(&token)
+        .await
+        .unwrap()
+        .unwrap();
+    let history = w.app.kernel.consent_history(subject).await.unwrap();
+    assert!(!history.is_empty());
+    assert!(history.iter().all(|r| r.purpose != "personalized_ads"));
+}

@@ -464,6 +464,27 @@ impl Rights {
     /// tickets are unlinked; partners that received its data are recorded as owed a
     /// notification.
     async fn erase(&self, subject: SubjectId, ticket_id: i64) -> AppResult<ErasureReport> {
+        let (erasure_ref, partners) = self.erase_subject(subject, Some(ticket_id)).await?;
+        store::delete_cancellation(&self.kernel.db, subject).await?;
+        Ok(ErasureReport {
+            subject,
+            erasure_ref,
+            ticket_id,
+            kept_deidentified: kept_deidentified(),
+            partners_to_notify: partners,
+        })
+    }
+
+    /// The erasure step shared by account cancellation and the shutdown of the service
+    /// (`ops::cessation`, P22): everything [`Rights::erase`] lists, the subject's rights
+    /// tickets and complaints de-identified (after closing `closing_ticket`, when given)
+    /// and its export files deleted. Returns the erasure reference and the partners
+    /// recorded as owed a notification.
+    pub async fn erase_subject(
+        &self,
+        subject: SubjectId,
+        closing_ticket: Option<i64>,
+    ) -> AppResult<(String, Vec<String>)> {
         let now = self.now_ms();
         let erasure_ref = SubjectId::random().to_string();
         // Partners that may have received data: recipients of every purpose the gate
@@ -500,17 +521,13 @@ impl Rights {
         for p in &partners {
             store::add_partner_notification(&self.kernel.db, &erasure_ref, p, now).await?;
         }
-        let note = format!("account erased; erasure reference {erasure_ref}");
-        self.close_ticket(ticket_id, "completed", &note).await?;
+        if let Some(ticket_id) = closing_ticket {
+            let note = format!("account erased; erasure reference {erasure_ref}");
+            self.close_ticket(ticket_id, "completed", &note).await?;
+        }
+        store::complaints::deidentify_subject(&self.kernel.db, subject).await?;
         store::deidentify_tickets(&self.kernel.db, subject, SubjectId::random()).await?;
-        store::delete_cancellation(&self.kernel.db, subject).await?;
-        Ok(ErasureReport {
-            subject,
-            erasure_ref,
-            ticket_id,
-            kept_deidentified: kept_deidentified(),
-            partners_to_notify: partners,
-        })
+        Ok((erasure_ref, partners))
     }
 
     async fn close_ticket(&self, id: i64, status: &str, note: &str) -> AppResult<()> {

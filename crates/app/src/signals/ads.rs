@@ -348,18 +348,10 @@ impl Signals {
         subject: SubjectId,
         decisions: &[DecisionInput],
     ) -> AppResult<()> {
+        // The kernel already did this when it recorded them; kept (idempotent) for callers
+        // that record through other means. One code path: `push::forget_withdrawn`.
         for d in decisions.iter().filter(|d| d.decision != Decision::Given) {
-            match d.purpose.as_str() {
-                ADS_PURPOSE => {
-                    self.ads.delete_user(&self.ads_user_key(subject)).await?;
-                }
-                super::device::PUSH_PURPOSE => {
-                    self.inbox
-                        .delete_kind(subject, super::push::KIND_PERSONALIZED)
-                        .await?;
-                }
-                _ => {}
-            }
+            super::push::forget_withdrawn(&self.kernel, subject, &d.purpose).await?;
         }
         Ok(())
     }

@@ -208,6 +208,35 @@ pub fn gateway_from_config(cfg: &SignalsConfig) -> anyhow::Result<Arc<dyn PushGa
     }
 }
 
+/// What the signals module keeps under a purpose the subject no longer gives: ad events
+/// under `personalized_ads`, personalized inbox messages under `personalized_push`. Called
+/// by the kernel for every withdrawal or refusal it records
+/// ([`crate::Kernel::record_decisions`]), whatever path it came by (consent API, GPC,
+/// guardian, OIDC unlink, policy revision), so no path can skip it.
+pub(crate) async fn forget_withdrawn(
+    kernel: &crate::Kernel,
+    subject: SubjectId,
+    purpose: &str,
+) -> AppResult<()> {
+    match purpose {
+        super::ads::ADS_PURPOSE => {
+            let key = kernel
+                .ring
+                .pseudonym(super::ads::ADS_DOMAIN, subject.to_string().as_bytes());
+            custos_store::signals2::AdStore::new(kernel.db.clone())
+                .delete_user(&key)
+                .await?;
+        }
+        PUSH_PURPOSE => {
+            custos_store::signals2::InboxStore::new(kernel.db.clone())
+                .delete_kind(subject, KIND_PERSONALIZED)
+                .await?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
 /// What a notification did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct NotifyOutcome {

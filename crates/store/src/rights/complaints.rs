@@ -129,3 +129,16 @@ pub async fn answer(db: &Db, ticket_id: i64, answer: &str, now_ms: i64) -> Store
         Ok(n == 1)
     })
 }
+
+/// Erasure: the subject's complaints lose the operator's answer (it may repeat what the
+/// filer wrote) and the anonymous follow-up hash. Run before the tickets are
+/// de-identified ([`super::deidentify_tickets`]), which clears what the filer wrote.
+pub async fn deidentify_subject(db: &Db, subject: SubjectId) -> StoreResult<u64> {
+    Ok(on_db!(db, p => sqlx::query(
+        "UPDATE complaints SET answer = NULL, follow_up = NULL \
+         WHERE ticket_id IN (SELECT id FROM rights_tickets WHERE subject = $1)")
+        .bind(subject.as_bytes().to_vec())
+        .execute(p)
+        .await?
+        .rows_affected()))
+}

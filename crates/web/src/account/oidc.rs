@@ -258,8 +258,7 @@ async fn callback(
             let mut resp = page_for(&ctx, None, ctx.t("已关联", "Linked"), body);
             for c in &clear {
                 if let Ok(v) = axum::http::HeaderValue::from_str(c) {
-                    resp.headers_mut()
-                        .append(axum::http::header::SET_COOKIE, v);
+                    resp.headers_mut().append(axum::http::header::SET_COOKIE, v);
                 }
             }
             Ok(resp)
@@ -271,7 +270,12 @@ async fn callback(
                 (problem_markup(Some(&p)))
                 p { a href={ "/signin?next=" (encode(&next)) } { (ctx.t("返回登录", "Back to sign-in")) } }
             };
-            Ok(page_for(&ctx, Some(&p), ctx.t("没有完成", "Not completed"), body))
+            Ok(page_for(
+                &ctx,
+                Some(&p),
+                ctx.t("没有完成", "Not completed"),
+                body,
+            ))
         }
     }
 }

@@ -28,7 +28,10 @@ pub const GUARDIAN_COOKIE: &str = "__Host-custos-guardian";
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/signin/birthdate", get(birth_date_page).post(birth_date_post))
+        .route(
+            "/signin/birthdate",
+            get(birth_date_page).post(birth_date_post),
+        )
         .route("/signin/profile", get(profile_page).post(profile_post))
         .route("/signin/guardian", get(guardian_page).post(guardian_start))
         .route(
@@ -184,8 +187,12 @@ async fn profile_post(
     let pw = f.password.as_deref().unwrap_or("");
     let result = async {
         // Both checked before either is stored.
-        let nick = (!nick.is_empty()).then(|| Nickname::parse(nick)).transpose()?;
-        let pw = (!pw.is_empty()).then(|| NewPassword::parse(pw)).transpose()?;
+        let nick = (!nick.is_empty())
+            .then(|| Nickname::parse(nick))
+            .transpose()?;
+        let pw = (!pw.is_empty())
+            .then(|| NewPassword::parse(pw))
+            .transpose()?;
         let proof = match &pw {
             Some(_) => Some(s.identity.reauthenticated(session)?),
             None => None,
@@ -342,7 +349,11 @@ async fn guardian_start(
     match started {
         Ok(c) => Ok(see_other(
             &with_next("/signin/guardian/verify", &next),
-            &[flow_cookie(GUARDIAN_COOKIE, &c.challenge_id, c.expires_in_secs)],
+            &[flow_cookie(
+                GUARDIAN_COOKIE,
+                &c.challenge_id,
+                c.expires_in_secs,
+            )],
         )),
         Err(e) => {
             let p = problem(&ctx, e)?;

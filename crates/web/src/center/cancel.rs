@@ -81,7 +81,12 @@ async fn cancel_page(State(s): State<AppState>, ctx: Ctx) -> Result<Response, We
             }
         }
     };
-    Ok(page(&ctx, "/me/cancel", ctx.t("注销账号", "Cancel account"), body))
+    Ok(page(
+        &ctx,
+        "/me/cancel",
+        ctx.t("注销账号", "Cancel account"),
+        body,
+    ))
 }
 
 #[derive(Debug, Deserialize)]

@@ -33,11 +33,8 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// Purposes whose rows carry the personalization switch.
-const PERSONALIZATION_PURPOSES: [&str; 3] = [
-    "personalized_feed",
-    "personalized_push",
-    "personalized_ads",
-];
+const PERSONALIZATION_PURPOSES: [&str; 3] =
+    ["personalized_feed", "personalized_push", "personalized_ads"];
 /// The purpose whose row carries the location switch.
 const LOCATION_PURPOSE: &str = "location";
 /// Receipts linked per purpose (newest first); all are in the export.
@@ -54,20 +51,30 @@ fn status_text(ctx: &Ctx, status: &str) -> &'static str {
         "active" => ctx.t("已同意", "Agreed"),
         "consent_withdrawn" => ctx.t("已撤回", "Withdrawn"),
         "consent_refused" => ctx.t("已拒绝", "Refused"),
-        "consent_outdated" => ctx.t("政策已更新，需重新同意", "Policy changed; agree again to resume"),
+        "consent_outdated" => ctx.t(
+            "政策已更新，需重新同意",
+            "Policy changed; agree again to resume",
+        ),
         "guardian_consent_required" => ctx.t("需要监护人同意", "Needs a guardian's consent"),
         "account_required" => ctx.t("需要账号", "Needs an account"),
         _ => ctx.t("未同意", "Not agreed"),
     }
 }
 
-fn switch_form(ctx: &Ctx, action: &str, on: bool, id: &str, label_on: &str, label_off: &str) -> Markup {
+fn switch_form(
+    ctx: &Ctx,
+    action: &str,
+    on: bool,
+    id: &str,
+    label_on: &str,
+    label_off: &str,
+) -> Markup {
     html! {
         form method="post" action=(action) class="inline switch" {
             (csrf_input(ctx))
             input type="hidden" name="enabled" value=(if on { "off" } else { "on" });
             span class="switch-state" { (if on { label_on } else { label_off }) } " "
-            button type="submit" id=(id) aria-pressed=(if on { "true" } else { "false" }) {
+            button type="submit" id=(id) {
                 @if on { (ctx.t("关闭", "Turn off")) } @else { (ctx.t("开启", "Turn on")) }
             }
         }
@@ -87,11 +94,7 @@ async fn consents_page(
         .await
         .web(&ctx)?;
     let history = s.kernel.consent_history(subject).await.web(&ctx)?;
-    let personalization_on = s
-        .signals
-        .personalization_enabled(subject)
-        .await
-        .web(&ctx)?;
+    let personalization_on = s.signals.personalization_enabled(subject).await.web(&ctx)?;
     let location = s.signals.location(subject).await.web(&ctx)?;
     let regime = s.kernel.gate.regime();
     let policy = regime.current();
@@ -176,7 +179,12 @@ async fn consents_page(
                    "The personalization switch covers the personalized feed, push and ads at once; when off, the very next answer is not personalized, and your consents stay as they are.")) }
         p { a href="/privacy/policy" { (ctx.t("阅读隐私政策", "Read the privacy policy")) } }
     };
-    Ok(page(&ctx, "/me/consents", ctx.t("同意与开关", "Consents and switches"), body))
+    Ok(page(
+        &ctx,
+        "/me/consents",
+        ctx.t("同意与开关", "Consents and switches"),
+        body,
+    ))
 }
 
 fn decision_text(ctx: &Ctx, d: Decision) -> &'static str {
@@ -262,7 +270,10 @@ fn parse_switch(ctx: &Ctx, v: &str) -> Result<bool, WebError> {
     match v {
         "on" => Ok(true),
         "off" => Ok(false),
-        _ => Err(WebError::bad_request(ctx.t("开关只能是开或关。", "A switch is on or off.")).lang(ctx.lang)),
+        _ => Err(
+            WebError::bad_request(ctx.t("开关只能是开或关。", "A switch is on or off."))
+                .lang(ctx.lang),
+        ),
     }
 }
 

@@ -368,5 +368,8 @@ async fn delete_item(
         .web(&ctx)?;
     let next = safe_next(f.next.as_deref().or(Some("/me/data")));
     let path = next.split('?').next().unwrap_or("/me/data");
-    Ok(see_other(&format!("{path}?deleted={}", encode(item.kind()))))
+    Ok(see_other(&format!(
+        "{path}?deleted={}",
+        encode(item.kind())
+    )))
 }

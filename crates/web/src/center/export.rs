@@ -89,7 +89,12 @@ async fn export_page(State(s): State<AppState>, ctx: Ctx) -> Result<Response, We
             }
         }
     };
-    Ok(page(&ctx, "/me/export", ctx.t("导出我的数据", "Export my data"), body))
+    Ok(page(
+        &ctx,
+        "/me/export",
+        ctx.t("导出我的数据", "Export my data"),
+        body,
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -127,10 +132,9 @@ async fn download(
         "json" => Rendering::Json,
         "html" => Rendering::Html,
         _ => {
-            return Err(WebError::bad_request(ctx.t(
-                "格式只能是 json 或 html。",
-                "The format is json or html.",
-            ))
+            return Err(WebError::bad_request(
+                ctx.t("格式只能是 json 或 html。", "The format is json or html."),
+            )
             .lang(ctx.lang))
         }
     };

@@ -7,7 +7,9 @@
 //! (`PUT /api/v1/me/profile/password`).
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Multipart, Query, Request, State};
+use axum::extract::{
+    DefaultBodyLimit, FromRequest, FromRequestParts, Multipart, Query, Request, State,
+};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -34,9 +36,9 @@ pub fn routes() -> Router<AppState> {
         .route("/me/profile/password", post(set_password))
         .route(
             "/me/profile/avatar",
-            get(avatar)
-                .post(upload_avatar)
-                .layer(DefaultBodyLimit::max(custos_http::identity::AVATAR_BODY_LIMIT)),
+            get(avatar).post(upload_avatar).layer(DefaultBodyLimit::max(
+                custos_http::identity::AVATAR_BODY_LIMIT,
+            )),
         )
         .route("/me/profile/avatar/delete", post(delete_avatar))
 }
@@ -122,7 +124,12 @@ async fn profile_page(
             }
         }
     };
-    Ok(page(&ctx, "/me/profile", ctx.t("个人资料", "Profile"), body))
+    Ok(page(
+        &ctx,
+        "/me/profile",
+        ctx.t("个人资料", "Profile"),
+        body,
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -138,7 +145,10 @@ async fn set_nickname(
 ) -> Result<Response, WebError> {
     let session = ctx.require_user()?;
     s.rights
-        .correct(session.subject, &Correction::Nickname(Personal::new(f.nickname)))
+        .correct(
+            session.subject,
+            &Correction::Nickname(Personal::new(f.nickname)),
+        )
         .await
         .web(&ctx)?;
     Ok(see_other("/me/profile?saved=nickname"))
@@ -214,12 +224,16 @@ async fn upload_avatar(State(s): State<AppState>, req: Request) -> Result<Respon
         return Err(WebError::new(
             StatusCode::FORBIDDEN,
             "cross_origin",
-            ctx.t("表单只能从本站页面提交。", "Forms can only be sent from this site's own pages."),
+            ctx.t(
+                "表单只能从本站页面提交。",
+                "Forms can only be sent from this site's own pages.",
+            ),
         )
         .lang(ctx.lang));
     }
     let bad = |ctx: &Ctx| {
-        WebError::bad_request(ctx.t("上传的内容无法读取。", "The upload could not be read.")).lang(ctx.lang)
+        WebError::bad_request(ctx.t("上传的内容无法读取。", "The upload could not be read."))
+            .lang(ctx.lang)
     };
     let mut form = Multipart::from_request(Request::from_parts(parts, body), &s)
         .await
@@ -250,7 +264,10 @@ async fn upload_avatar(State(s): State<AppState>, req: Request) -> Result<Respon
         return Err(WebError::new(
             StatusCode::FORBIDDEN,
             "csrf_failed",
-            ctx.t("页面已过期，请刷新后重试。", "This page has expired; reload it and try again."),
+            ctx.t(
+                "页面已过期，请刷新后重试。",
+                "This page has expired; reload it and try again.",
+            ),
         )
         .lang(ctx.lang));
     }

@@ -32,7 +32,11 @@ const REQUEST_KINDS: [(&str, &str, &str); 5] = [
     ("correction", "更正我的数据", "Correct my data"),
     ("deletion", "删除我的数据", "Delete my data"),
     ("withdrawal", "撤回同意", "Withdraw a consent"),
-    ("explanation", "解释如何处理我的数据", "Explain how my data is handled"),
+    (
+        "explanation",
+        "解释如何处理我的数据",
+        "Explain how my data is handled",
+    ),
 ];
 
 fn kind_text(ctx: &Ctx, kind: TicketKind) -> &'static str {
@@ -172,7 +176,12 @@ async fn requests_page(
             }
         }
     };
-    Ok(page(&ctx, "/me/requests", ctx.t("请求与投诉", "Requests and complaints"), body))
+    Ok(page(
+        &ctx,
+        "/me/requests",
+        ctx.t("请求与投诉", "Requests and complaints"),
+        body,
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -190,12 +199,7 @@ async fn open_ticket(
 ) -> Result<Response, WebError> {
     let session = ctx.require_user()?;
     let kind = TicketKind::parse(&f.kind)
-        .ok_or_else(|| {
-            AppError::bad(
-                "unknown_kind",
-                "choose one of the kinds of request offered",
-            )
-        })
+        .ok_or_else(|| AppError::bad("unknown_kind", "choose one of the kinds of request offered"))
         .web(&ctx)?;
     s.rights
         .open_ticket(session.subject, kind, &f.detail)

@@ -73,7 +73,12 @@ async fn sessions_page(
             }
         }
     };
-    Ok(page(&ctx, "/me/sessions", ctx.t("登录设备", "Sessions"), body))
+    Ok(page(
+        &ctx,
+        "/me/sessions",
+        ctx.t("登录设备", "Sessions"),
+        body,
+    ))
 }
 
 #[derive(Debug, Deserialize)]

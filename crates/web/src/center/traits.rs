@@ -80,7 +80,12 @@ async fn traits_page(
             }
         }
     };
-    Ok(page(&ctx, "/me/traits", ctx.t("偏好特征", "Preference traits"), body))
+    Ok(page(
+        &ctx,
+        "/me/traits",
+        ctx.t("偏好特征", "Preference traits"),
+        body,
+    ))
 }
 
 /// A purpose's name from the current declaration, or its id.

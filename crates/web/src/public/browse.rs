@@ -580,7 +580,10 @@ async fn item_page(
     let id = parse_id(&ctx, &id)?;
     let q = query.map(|Query(q)| q).unwrap_or_default();
     let resp = render_item(&s, &ctx, id, &q, None, StatusCode::OK).await?;
-    log_event(&s, &ctx, ip, "browse", format!("item:{id}")).await;
+    // The page shown again after an action is not another view.
+    if q.done.is_none() && q.shared.is_none() && q.download.is_none() {
+        log_event(&s, &ctx, ip, "browse", format!("item:{id}")).await;
+    }
     Ok(resp)
 }
 

@@ -337,7 +337,12 @@ async fn post_consent(
     match choice.as_deref() {
         Some("accept_all") => {
             // "Accept all" never covers a purpose that needs its own consent.
-            for p in decidable.iter().filter(|p| !p.separate_consent) {
+            // With Global Privacy Control on, "accept all" leaves personalized ads out (L14).
+            let objected = |p: &Purpose| ctx.gpc && p.id == custos_app::signals::ads::ADS_PURPOSE;
+            for p in decidable
+                .iter()
+                .filter(|p| !p.separate_consent && !objected(p))
+            {
                 bundle.push(given(&p.id));
             }
         }

@@ -382,6 +382,7 @@ impl Browser {
 
     /// Saves a PNG of the viewport as `target/web-screenshots/<name>.png`.
     pub async fn shot(&self, name: &str) {
+        self.js("window.scrollTo(0, 0);", vec![]).await;
         let png = self.c.screenshot().await.unwrap();
         assert!(png.starts_with(b"\x89PNG"), "screenshot {name} is not a PNG");
         std::fs::write(self.shots.join(format!("{name}.png")), png).unwrap();

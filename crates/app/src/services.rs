@@ -44,6 +44,7 @@ impl App {
             identity.clone(),
             catalog.clone(),
             signals.clone(),
+            rights.clone(),
             cfg,
         )
         .await?;

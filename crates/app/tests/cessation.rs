@@ -175,8 +175,46 @@ async fn a_discontinued_feature_stops_collecting_at_once_and_its_data_goes_after
 
 async fn a_shutdown_keeps_only_the_privacy_center_and_erases_accounts_after_the_period(env: Env) {
     let ops = &env.app.policy_ops;
+    let rights = &env.app.rights;
+    let db = &env.app.kernel.db;
     let s = env.account().await;
     env.give(s, "personalized_feed").await;
+    // The user's rights ticket, an answered complaint and an export file.
+    let ticket = rights
+        .open_ticket(
+            s,
+            custos_app::rights::TicketKind::Access,
+            "I am Wang Fang, phone 13800138000",
+        )
+        .await
+        .unwrap();
+    let complaint = rights
+        .file_complaint(
+            Some(s),
+            &custos_app::rights::complaints::ComplaintInput {
+                kind: custos_app::rights::TicketKind::Complaint,
+                topic: "data_handling".into(),
+                about: Some("account".into()),
+                detail: "Wang Fang says her nickname was shown to others".into(),
+            },
+        )
+        .await
+        .unwrap()
+        .complaint;
+    rights
+        .answer_complaint(complaint.ticket.id, "Dear Wang Fang, we fixed it")
+        .await
+        .unwrap();
+    custos_store::rights::exports::create(
+        db,
+        "export-of-the-user",
+        s,
+        ticket.id,
+        custos_core::Clock::now_ms(&env.clock),
+        custos_core::Clock::now_ms(&env.clock) + 30 * DAY_MS,
+    )
+    .await
+    .unwrap();
     let c = ops
         .discontinue(&CessationTarget::Service, 7 * DAY_MS, "")
         .await
@@ -202,6 +240,22 @@ async fn a_shutdown_keeps_only_the_privacy_center_and_erases_accounts_after_the_
             .is_none(),
         "the account is erased"
     );
+    // The same erasure step as an account cancellation: tickets and complaints are
+    // de-identified, export files deleted (P22, L8).
+    assert!(rights.tickets(s).await.unwrap().is_empty());
+    for id in [ticket.id, complaint.ticket.id] {
+        let t = rights.ticket_for_operator(id).await.unwrap();
+        assert_eq!(t.detail, "", "ticket {id} keeps nothing the user wrote");
+    }
+    let c = custos_store::rights::complaints::get(db, complaint.ticket.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(c.answer, None, "the answer addressed to the user is gone");
+    assert!(custos_store::rights::exports::of_subject(db, s)
+        .await
+        .unwrap()
+        .is_empty());
     env.finish().await;
 }
 

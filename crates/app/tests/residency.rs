@@ -81,6 +81,7 @@ macro_rules! on_both {
 on_both!(
     startup_refuses_a_sink_abroad_without_a_declared_transfer_naming_the_sink,
     a_declared_transfer_lets_startup_proceed_and_each_transfer_needs_separate_consent,
+    a_push_channel_abroad_is_refused_at_startup_and_each_push_needs_the_transfer_consent,
 );
 
 /// The bundled declaration plus a declared transfer of `interactions` data to object
@@ -238,6 +239,145 @@ async fn a_declared_transfer_lets_startup_proceed_and_each_transfer_needs_separa
         custos_policy::Lang::En,
     );
     assert!(page.contains("Transfer abroad (SG)"));
+    app.shutdown().await;
+    env.finish().await;
+}
+
+/// The bundled declaration plus a push channel in the United States, carrying service
+/// notices under the separate purpose `push_abroad`.
+fn with_push_transfer() -> String {
+    format!(
+        r#"{BUNDLED_DECLARATION}
+
+[[purposes]]
+id = "push_abroad"
+data_use = "essential.service.notifications"
+tier = "additional"
+basis = "consent"
+separate_consent = true
+categories = ["user.device.device_id", "user.unique_id.pseudonymous"]
+methods = ["transfer"]
+retention = {{ days = 15, from = "withdrawal" }}
+impact_assessment = "PIA-2026-08-basic-service"
+name = {{ en = "Notices through our push provider abroad", zh = "经境外推送服务商发送通知" }}
+description = {{ en = "With your separate agreement, notices reach your device through our push provider in the United States.", zh = "经您单独同意，通知经我们在美国的推送服务商送达您的设备。" }}
+
+[[features]]
+id = "push_abroad"
+tier = "additional"
+purposes = ["push_abroad"]
+name = {{ en = "Push through a provider abroad", zh = "经境外服务商推送" }}
+description = {{ en = "Get notices on your device through the push provider abroad.", zh = "经境外推送服务商在设备上接收通知。" }}
+
+[[transfers]]
+sink = "push"
+region = "US"
+purposes = ["service_notices"]
+consent_purpose = "push_abroad"
+recipient = {{ en = "Example Push Inc., United States", zh = "美国示例推送公司" }}
+security_measures = {{ en = "Only the device token and the notice leave; contract with equal protection.", zh = "仅设备令牌和通知出境；签订同等保护义务的合同。" }}
+risks = {{ en = "Authorities abroad may demand access under their law.", zh = "境外机关可能依其法律要求访问。" }}
+"#
+    )
+}
+
+/// A local push channel on 127.0.0.1 standing in for the provider abroad; counts POSTs.
+async fn push_channel() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    use axum::routing::post;
+    let got = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let sink = got.clone();
+    let app = axum::Router::new().route(
+        "/push",
+        post(move || {
+            let sink = sink.clone();
+            async move {
+                sink.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                axum::http::StatusCode::ACCEPTED
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}/push"), got)
+}
+
+async fn a_push_channel_abroad_is_refused_at_startup_and_each_push_needs_the_transfer_consent(
+    env: Env,
+) {
+    use custos_app::signals::device::DeviceReport;
+    use custos_app::signals::push::Notice;
+    use std::sync::atomic::Ordering;
+    let (url, received) = push_channel().await;
+    let with_push = |env: &Env, policy: Option<&str>| {
+        let mut cfg = env.config(
+            ResidencyConfig {
+                push: Some("US".into()),
+                ..Default::default()
+            },
+            policy,
+        );
+        cfg.signals.push_gateway = Some("http".into());
+        cfg.signals.push_http_url = Some(url.clone());
+        cfg
+    };
+    // The push endpoint is declared to be in the US; the declaration has no transfer.
+    // (A data directory of its own: the first start publishes the declaration it has.)
+    let fresh = Env::sqlite().await.unwrap();
+    let err = App::open(&with_push(&fresh, None), Arc::new(FakeClock::default()))
+        .await
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("the push sink"), "{err}");
+    assert!(err.contains("outside the declared region CN"), "{err}");
+    fresh.finish().await;
+    // Declared: startup proceeds, and each push needs the user's separate consent.
+    let app = App::open(
+        &with_push(&env, Some(&with_push_transfer())),
+        Arc::new(FakeClock::default()),
+    )
+        .await
+        .unwrap();
+    let s = SubjectId::random();
+    app.signals
+        .register_device(
+            s,
+            &DeviceReport {
+                push_token: Some("device-token".into()),
+                ..Default::default()
+            },
+            &GateContext::default(),
+        )
+        .await
+        .unwrap();
+    let out = app
+        .signals
+        .notify(s, &Notice::new("通知", "notice body"))
+        .await
+        .unwrap();
+    assert_eq!((out.pushed, out.withheld), (0, 1));
+    assert_eq!(received.load(Ordering::SeqCst), 0, "nothing left for the US");
+    assert_eq!(app.signals.inbox(s).await.unwrap().len(), 1, "the inbox has it");
+    app.kernel
+        .record_decisions(
+            s,
+            false,
+            &[DecisionInput {
+                purpose: "push_abroad".into(),
+                decision: Decision::Given,
+            }],
+            ConsentMethod::Dialog,
+        )
+        .await
+        .unwrap();
+    let out = app
+        .signals
+        .notify(s, &Notice::new("通知", "notice body"))
+        .await
+        .unwrap();
+    assert_eq!((out.pushed, out.withheld), (1, 0));
+    assert_eq!(received.load(Ordering::SeqCst), 1);
     app.shutdown().await;
     env.finish().await;
 }

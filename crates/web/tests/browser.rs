@@ -42,7 +42,7 @@ async fn new_code(w: &common::WebApp, e164: &str, before: usize) -> String {
 /// `http://localhost`, and keeps the `Secure` `__Host-` session cookie there (the
 /// scenarios depend on it), signing in through the JSON API from inside the page.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn browser_keeps_secure_host_cookies_on_localhost() {
+async fn harness_loads_assets_runs_axe_and_keeps_host_cookies_on_localhost() {
     if !browser_available() {
         return;
     }
@@ -184,7 +184,12 @@ async fn newcomer_refuses_browses_signs_up_exports_withdraws_and_cancels() {
     b.step("first visit: the consent dialog, every optional purpose off");
     b.goto("/").await;
     b.find("#consent-dialog[role=dialog]").await;
-    let aria_modal = b.find("#consent-dialog").await.attr("aria-modal").await.unwrap();
+    let aria_modal = b
+        .find("#consent-dialog")
+        .await
+        .attr("aria-modal")
+        .await
+        .unwrap();
     assert_eq!(aria_modal.as_deref(), Some("true"));
     let boxes = b
         .all("#consent-dialog input[type=checkbox][name=purpose]")
@@ -237,7 +242,10 @@ async fn newcomer_refuses_browses_signs_up_exports_withdraws_and_cancels() {
     b.submit("#consent-refuse-all").await;
     let receipt = b.find("a#receipt-link").await;
     let href = receipt.attr("href").await.unwrap().unwrap_or_default();
-    assert!(href.starts_with("/receipts/"), "receipt link goes to {href}");
+    assert!(
+        href.starts_with("/receipts/"),
+        "receipt link goes to {href}"
+    );
     b.assert_absent("#consent-dialog").await;
 
     b.step("reload: no dialog again");
@@ -246,13 +254,24 @@ async fn newcomer_refuses_browses_signs_up_exports_withdraws_and_cancels() {
     b.assert_absent("#consent-dialog").await;
 
     b.step("keyboard: the skip link moves to the main content");
-    b.js("document.activeElement && document.activeElement.blur(); window.scrollTo(0, 0);", vec![])
-        .await;
+    b.js(
+        "document.activeElement && document.activeElement.blur(); window.scrollTo(0, 0);",
+        vec![],
+    )
+    .await;
     b.press(Key::Tab).await;
     let skip_focused = b
-        .js("return document.activeElement === document.querySelector('a.skip');", vec![])
+        .js(
+            "return document.activeElement === document.querySelector('a.skip');",
+            vec![],
+        )
         .await;
-    assert_eq!(skip_focused, json!(true), "first Tab focused `{}`, not the skip link", b.focused().await);
+    assert_eq!(
+        skip_focused,
+        json!(true),
+        "first Tab focused `{}`, not the skip link",
+        b.focused().await
+    );
     b.press(Key::Enter).await;
     let br = &b;
     until("focus on main#main after the skip link", || async move {
@@ -261,8 +280,14 @@ async fn newcomer_refuses_browses_signs_up_exports_withdraws_and_cancels() {
     .await;
 
     b.step("home feed without an account");
-    let cards = b.all("#feed .item-card a.item-link[href^=\"/items/\"]").await;
-    assert!(cards.len() >= 3, "the home feed shows {} items", cards.len());
+    let cards = b
+        .all("#feed .item-card a.item-link[href^=\"/items/\"]")
+        .await;
+    assert!(
+        cards.len() >= 3,
+        "the home feed shows {} items",
+        cards.len()
+    );
     b.assert_absent("#personalized-label").await;
     b.capture("home").await;
     b.resize(PHONE).await;
@@ -272,16 +297,45 @@ async fn newcomer_refuses_browses_signs_up_exports_withdraws_and_cancels() {
 
     b.step("search: results, count and facets");
     b.goto("/search").await;
-    b.type_into("form#search-form input#q[name=q]", "dress").await;
+    b.type_into("form#search-form input#q[name=q]", "dress")
+        .await;
     b.submit("#search-submit").await;
     b.find("#results .item-card").await;
     b.find("#facets").await;
     let count = b.text("#result-count").await;
+    let n: usize = count
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .unwrap_or_else(|_| panic!("result count says `{count}`"));
+    let results = b.all("#results .item-card a.item-link").await;
     assert!(
-        count.chars().any(|c| c.is_ascii_digit()),
-        "result count says `{count}`"
+        !results.is_empty() && n >= results.len(),
+        "`{count}` for {} result cards",
+        results.len()
+    );
+    for r in &results {
+        let title = r.text().await.unwrap().to_lowercase();
+        assert!(
+            title.contains("dress"),
+            "`{title}` found by a search for dress"
+        );
+    }
+    let facets = b.text("#facets").await;
+    assert!(
+        facets.contains("clothing"),
+        "no clothing facet in `{facets}`"
     );
     b.capture("search").await;
+
+    b.step("the language switch: the page in Chinese, and back");
+    b.goto("/").await;
+    b.submit("header.site nav a[hreflang=\"zh\"]").await;
+    b.find("html[lang=\"zh-CN\"] #feed").await;
+    b.capture("home-zh").await;
+    b.submit("header.site nav a[hreflang=\"en\"]").await;
+    b.find("html[lang=\"en\"] #feed").await;
 
     b.step("sign up by SMS code");
     sign_in_by_sms(&mut b, &w).await;
@@ -306,7 +360,10 @@ async fn newcomer_refuses_browses_signs_up_exports_withdraws_and_cancels() {
     b.step("consent to personalized_feed and service_logs_analytics");
     set_consent(&mut b, "personalized_feed", "give").await;
     set_consent(&mut b, "service_logs_analytics", "give").await;
-    assert!(b.has("a.receipt-link").await, "no receipt links on /me/consents");
+    assert!(
+        b.has("a.receipt-link").await,
+        "no receipt links on /me/consents"
+    );
     b.capture("consents").await;
 
     b.step("view a few items, bookmark one");
@@ -395,11 +452,14 @@ async fn newcomer_refuses_browses_signs_up_exports_withdraws_and_cancels() {
     b.step("cancel the account: re-authenticate, see the cooling-off status");
     b.goto("/me/cancel").await;
     let br = &b;
-    until("the cancel page (re-auth or the cancel button)", || async move {
-        br.has("#reauth-send").await
-            || br.has("main a[href^=\"/me/reauth\"]").await
-            || br.has("#cancel-account").await
-    })
+    until(
+        "the cancel page (re-auth or the cancel button)",
+        || async move {
+            br.has("#reauth-send").await
+                || br.has("main a[href^=\"/me/reauth\"]").await
+                || br.has("#cancel-account").await
+        },
+    )
     .await;
     reauth_if_asked(&mut b, &w).await;
     if !b.path().await.starts_with("/me/cancel") {
@@ -423,23 +483,17 @@ async fn newcomer_refuses_browses_signs_up_exports_withdraws_and_cancels() {
     );
 }
 
-/// The operator's side: an admin created through the app layer signs in to the console
-/// with password and a TOTP code, sees the dashboard charts and the audit log status.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn operator_signs_in_with_totp_and_sees_dashboard_and_audit() {
-    if !browser_available() {
-        return;
-    }
-    let _one = ONE_AT_A_TIME.lock().await;
-    let w = common::spawn().await;
-    let password = "browser-admin-password-42";
+/// Creates a staff account through the app layer and signs it in to `/console` with
+/// its password and the TOTP code `totp-rs` computes from the secret shown at creation.
+async fn console_sign_in(b: &mut Browser, w: &common::WebApp, username: &str, role: Role) {
+    let password = "browser-staff-password-42";
     let account = w
         .app
         .ops
         .create_staff(
             &Actor::Cli,
-            "browser.admin",
-            Role::Admin,
+            username,
+            role,
             Some(Personal::new(password.to_owned())),
         )
         .await
@@ -454,16 +508,13 @@ async fn operator_signs_in_with_totp_and_sees_dashboard_and_audit() {
         30,
         secret,
         None,
-        "browser.admin".into(),
+        username.to_owned(),
     );
     // The app's clock decides which code is current.
     let code = totp.generate((w.clock.now_ms() / 1000) as u64);
-    let addr = w.serve().await;
-    let mut b = Browser::start(addr).await;
-
-    b.step("console sign-in with password and TOTP");
+    b.c.delete_all_cookies().await.unwrap();
     b.goto("/console").await;
-    b.type_into("input#staff-username", "browser.admin").await;
+    b.type_into("input#staff-username", username).await;
     b.type_into("input#staff-password", password).await;
     b.type_into("input#staff-totp", &code).await;
     b.capture("console-signin").await;
@@ -471,11 +522,25 @@ async fn operator_signs_in_with_totp_and_sees_dashboard_and_audit() {
     if !b.has("#dashboard").await {
         b.goto("/console").await;
     }
-
-    b.step("dashboard with charts");
     b.find("#dashboard").await;
-    let charts = b.all("#dashboard svg.chart").await;
-    assert!(!charts.is_empty(), "the dashboard draws no svg.chart");
+}
+
+/// The operator's side: an admin created through the app layer signs in to the console
+/// with password and TOTP, finds every section and the audit log's verification status;
+/// the dashboard's charts are aggregate statistics, which a privacy officer sees and an
+/// admin (no statistics permission) does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_signs_in_with_totp_and_sees_dashboard_and_audit() {
+    if !browser_available() {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().await;
+    let w = common::spawn().await;
+    let addr = w.serve().await;
+    let mut b = Browser::start(addr).await;
+
+    b.step("admin: console sign-in with password and TOTP");
+    console_sign_in(&mut b, &w, "browser.admin", Role::Admin).await;
     for href in [
         "/console/tickets",
         "/console/incidents",
@@ -486,13 +551,19 @@ async fn operator_signs_in_with_totp_and_sees_dashboard_and_audit() {
     ] {
         b.find(&format!("a[href=\"{href}\"]")).await;
     }
-    b.capture("console-dashboard").await;
+    b.assert_absent("#dashboard svg.chart").await;
 
-    b.step("audit log with its verification status");
+    b.step("admin: audit log with its verification status");
     b.submit("a[href=\"/console/audit\"]").await;
     let status = b.text("#audit-status").await;
     assert!(!status.trim().is_empty(), "#audit-status is empty");
     b.capture("console-audit").await;
+
+    b.step("privacy officer: the dashboard draws its charts");
+    console_sign_in(&mut b, &w, "browser.privacy", Role::PrivacyOfficer).await;
+    let charts = b.all("#dashboard svg.chart").await;
+    assert!(!charts.is_empty(), "the dashboard draws no svg.chart");
+    b.capture("console-dashboard").await;
 
     let violations = std::mem::take(&mut b.violations);
     b.close().await;

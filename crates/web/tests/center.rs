@@ -281,7 +281,7 @@ async fn export_needs_a_fresh_code_then_ends_in_a_download_only_its_owner_opens(
             break;
         }
         assert!(
-            page.body.contains("http-equiv=\"refresh\""),
+            page.headers.get("refresh").is_some_and(|v| v == "2"),
             "refreshes while running"
         );
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;

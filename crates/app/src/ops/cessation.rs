@@ -362,12 +362,12 @@ impl PolicyOps {
         Ok(())
     }
 
-    /// Erases an account and everything kept about it (shutdown, P22).
+    /// Erases an account and everything kept about it (shutdown, P22), by the same step
+    /// as an account cancellation ([`crate::rights::Rights::erase_subject`]): personal
+    /// data, interactions, inbox, ad events, export files, inbound records, incident
+    /// notices; rights tickets and complaints de-identified, security logs unlinked.
     async fn erase_everything(&self, s: custos_core::SubjectId) -> AppResult<()> {
-        self.catalog.erase_subject(s).await?;
-        self.signals.switches.delete_subject(s).await?;
-        self.signals.erase_inbox_and_ads(s).await?;
-        self.identity.erase_account(s).await?;
+        let (_erasure_ref, _partners) = self.rights.erase_subject(s, None).await?;
         Ok(())
     }
 }

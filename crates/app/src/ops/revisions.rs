@@ -34,6 +34,8 @@ pub struct PolicyOps {
     pub(crate) identity: Arc<Identity>,
     pub(crate) catalog: Arc<Catalog>,
     pub(crate) signals: Arc<Signals>,
+    /// The erasure step shared with account cancellation (shutdown, P22).
+    pub(crate) rights: Arc<crate::rights::Rights>,
     /// Every sink's region, checked at startup (P20).
     pub residency: Residency,
     pub(crate) cessations: RwLock<CessationView>,
@@ -93,6 +95,7 @@ impl PolicyOps {
         identity: Arc<Identity>,
         catalog: Arc<Catalog>,
         signals: Arc<Signals>,
+        rights: Arc<crate::rights::Rights>,
         cfg: &Config,
     ) -> anyhow::Result<Arc<PolicyOps>> {
         let residency = Residency::check(
@@ -106,9 +109,12 @@ impl PolicyOps {
             identity,
             catalog,
             signals,
+            rights,
             residency,
             cessations: RwLock::new(CessationView::default()),
         });
+        // Every push goes through the transfer check of the push sink (P20).
+        let _ = ops.signals.transfer_check.set(Arc::downgrade(&ops));
         ops.refresh_cessations().await?;
         kernel
             .ledger

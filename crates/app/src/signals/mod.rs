@@ -67,6 +67,9 @@ pub struct Signals {
     pub inbox: custos_store::signals2::InboxStore,
     /// Where pushes go.
     pub push: Arc<dyn push::PushGateway>,
+    /// Residency (P20): checks each push against the push sink's region and declared
+    /// transfer; set by `PolicyOps::open` (issue 7).
+    pub(crate) transfer_check: std::sync::OnceLock<std::sync::Weak<crate::ops::revisions::PolicyOps>>,
 }
 
 /// The subject's location state as the API shows it.
@@ -195,6 +198,7 @@ impl Signals {
             gpc_lock: tokio::sync::Mutex::new(()),
             inbox: custos_store::signals2::InboxStore::new(kernel_db),
             push: push::gateway_from_config(cfg)?,
+            transfer_check: std::sync::OnceLock::new(),
         }))
     }
 

@@ -17,6 +17,9 @@ use super::device::{DEVICE_ID_CATEGORY, NOTICES_PURPOSE, PUSH_PURPOSE};
 use super::{Signals, SignalsConfig};
 use crate::{AppError, AppResult};
 
+/// The residency sink pushes leave through (`[residency] push`).
+pub const PUSH_SINK: &str = "push";
+
 /// Inbox message kinds.
 pub const KIND_SYSTEM: &str = "system";
 pub const KIND_PERSONALIZED: &str = "personalized";
@@ -246,6 +249,9 @@ pub struct NotifyOutcome {
     pub pushed: u32,
     /// Devices it could not be delivered to (the message stays in the inbox).
     pub failed: u32,
+    /// Devices not pushed to because the push channel is abroad and the user has not
+    /// given the declared transfer's separate consent (P20); the message stays in the inbox.
+    pub withheld: u32,
 }
 
 /// An inbox message as its owner sees it.
@@ -277,7 +283,8 @@ impl Signals {
             .filter(|(_, purpose)| purpose == NOTICES_PURPOSE)
             .map(|(t, _)| t)
             .collect();
-        self.push_to(tokens, id, KIND_SYSTEM, message).await
+        self.push_to(subject, NOTICES_PURPOSE, tokens, id, KIND_SYSTEM, message)
+            .await
     }
 
     /// A personalized push (items matching the subject's traits): only with the
@@ -314,11 +321,14 @@ impl Signals {
             .into_iter()
             .map(|(t, _)| t)
             .collect();
-        self.push_to(tokens, id, KIND_PERSONALIZED, message).await
+        self.push_to(subject, PUSH_PURPOSE, tokens, id, KIND_PERSONALIZED, message)
+            .await
     }
 
     async fn push_to(
         &self,
+        subject: SubjectId,
+        purpose: &str,
         tokens: Vec<Personal<String>>,
         message_id: i64,
         kind: &'static str,
@@ -328,9 +338,29 @@ impl Signals {
             message_id,
             pushed: 0,
             failed: 0,
+            withheld: 0,
         };
-        if !self.push.delivers() {
+        if !self.push.delivers() || tokens.is_empty() {
             return Ok(out);
+        }
+        // Residency (P20): a push channel abroad only under a declared transfer covering
+        // the purpose, with the user's separate consent to it.
+        if let Some(residency) = self.transfer_check.get().and_then(std::sync::Weak::upgrade) {
+            match residency.check_transfer(subject, PUSH_SINK, purpose, &GateContext::default()) {
+                Ok(()) => {}
+                Err(AppError::Denied(_)) => {
+                    out.withheld = u32::try_from(tokens.len()).unwrap_or(u32::MAX);
+                    metrics::counter!("custos_push_withheld_cross_border_total")
+                        .increment(u64::from(out.withheld));
+                    tracing::info!(
+                        purpose,
+                        devices = out.withheld,
+                        "push withheld: the push channel is abroad and the transfer is not agreed"
+                    );
+                    return Ok(out);
+                }
+                Err(e) => return Err(e),
+            }
         }
         for to in tokens {
             let msg = PushMessage {

@@ -35,10 +35,6 @@ async fn export_page(State(s): State<AppState>, ctx: Ctx) -> Result<Response, We
     let running = latest.as_ref().is_some_and(|j| j.state == "running");
     let fresh = is_fresh(&s, &ctx);
     let body = html! {
-        @if running {
-            // Reloads the page every 2 seconds while the export runs; works without script.
-            meta http-equiv="refresh" content="2";
-        }
         p { (ctx.t(
             "导出包含我们保存的关于您的全部数据：账号、资料、同意记录及其签名回执、收藏、下载、分享、评论、位置、设备、偏好特征、服务日志、请求与投诉、与合作方共享的数据以及第三方提供的数据。文件为 JSON 格式，另附一份便于阅读的网页摘要。",
             "The export holds everything we keep about you: account, profile, consent records with their signed receipts, bookmarks, downloads, shares, comments, location, devices, preference traits, service logs, requests and complaints, what was shared with partners and what third parties sent us. The file is JSON, with a readable web summary."
@@ -89,12 +85,19 @@ async fn export_page(State(s): State<AppState>, ctx: Ctx) -> Result<Response, We
             }
         }
     };
-    Ok(page(
+    let mut resp = page(
         &ctx,
         "/me/export",
         ctx.t("导出我的数据", "Export my data"),
         body,
-    ))
+    );
+    if running {
+        // Reloads the page every 2 seconds while the export runs (the `Refresh` header
+        // every browser honours); works without script.
+        resp.headers_mut()
+            .insert(header::REFRESH, axum::http::HeaderValue::from_static("2"));
+    }
+    Ok(resp)
 }
 
 #[derive(Debug, Deserialize)]

@@ -118,7 +118,11 @@ impl Driver {
                     return d;
                 }
             }
-            assert!(Instant::now() < deadline, "chromedriver did not answer on {}", d.url);
+            assert!(
+                Instant::now() < deadline,
+                "chromedriver did not answer on {}",
+                d.url
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -235,7 +239,13 @@ impl Browser {
 
     /// The element `css`, waited for: what the user should see.
     pub async fn find(&self, css: &str) -> Element {
-        match self.c.wait().at_most(WAIT).for_element(Locator::Css(css)).await {
+        match self
+            .c
+            .wait()
+            .at_most(WAIT)
+            .for_element(Locator::Css(css))
+            .await
+        {
             Ok(e) => e,
             Err(e) => panic!(
                 "[{}] `{css}` did not appear on {} within {WAIT:?}: {e}",
@@ -384,7 +394,10 @@ impl Browser {
     pub async fn shot(&self, name: &str) {
         self.js("window.scrollTo(0, 0);", vec![]).await;
         let png = self.c.screenshot().await.unwrap();
-        assert!(png.starts_with(b"\x89PNG"), "screenshot {name} is not a PNG");
+        assert!(
+            png.starts_with(b"\x89PNG"),
+            "screenshot {name} is not a PNG"
+        );
         std::fs::write(self.shots.join(format!("{name}.png")), png).unwrap();
     }
 

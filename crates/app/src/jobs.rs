@@ -12,6 +12,7 @@
 //! | `sms_challenges`, SMS outbox, `throttle_events`, `sessions`, `oidc_flows` | `account` | past their own short lifetimes (minutes to the session limit), all shorter than declared |
 //! | `bookmarks`, `downloads`, `shares`, `comments` | `interactions` | when it runs from collection, rows older than declared; otherwise with the account (erasure); bookmarks of deleted items always |
 //! | `ad_events` (de-identified ad effectiveness) | `personalized_ads` | past `expires_at` |
+//! | `inbox_messages` (sealed under the subject's key) | `service_notices`, `personalized_push` | past `expires_ms` (purpose retention from collection) or `[jobs] inbox_retention_days` (365) after sending; messages stored in clear before sealing are sealed first |
 //! | `export_jobs` (finished exports, sealed) | `rights_requests` | after their download window |
 //! | `rights_tickets` (+ history), sent `partner_notifications` | `rights_requests` | closed and opened more than the declared days ago |
 //!
@@ -47,6 +48,9 @@ pub struct JobsConfig {
     /// Seconds between two looks for incidents past the 72-hour regulator deadline
     /// (default: 900).
     pub incident_alarms_interval_secs: u64,
+    /// Days an inbox message is kept at most (default: 365); a purpose whose retention
+    /// runs from collection shortens it for its messages.
+    pub inbox_retention_days: u32,
     /// Months of service-log partitions created ahead on PostgreSQL (default: 3).
     pub partitions_ahead_months: u32,
     /// Seconds a SQLite job lock is leased for; a process that died holding it blocks the
@@ -61,6 +65,7 @@ impl Default for JobsConfig {
             purge_interval_secs: 3_600,
             cancellations_interval_secs: 600,
             incident_alarms_interval_secs: 900,
+            inbox_retention_days: 365,
             partitions_ahead_months: 3,
             lock_lease_secs: 1_800,
         }
@@ -421,6 +426,17 @@ impl Jobs {
 
         // Ad effectiveness events (de-identified, with the ads purpose's expiry).
         report.add("ad_events", self.app.signals.ads.purge_expired(now).await?);
+
+        // Inbox messages: seal any stored in clear before sealing, then drop the old.
+        let sealed = self.app.signals.seal_legacy_inbox().await?;
+        if sealed > 0 {
+            tracing::info!(job = "purge", messages = sealed, "sealed inbox messages stored in clear");
+        }
+        let keep_ms = i64::from(self.cfg.inbox_retention_days.max(1)) * DAY_MS;
+        report.add(
+            "inbox_messages",
+            self.app.signals.inbox.purge(now, now - keep_ms).await?,
+        );
 
         // Sign-in records: codes, the SMS outbox, throttle counters, sessions, flows.
         let id = &self.app.identity;

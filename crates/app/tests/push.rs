@@ -55,6 +55,7 @@ async fn push_channel() -> (String, Received) {
 
 struct Env {
     app: App,
+    clock: Arc<FakeClock>,
     _dir: tempfile::TempDir,
     pg: Option<(String, String)>,
     received: Received,
@@ -85,11 +86,11 @@ impl Env {
                 },
                 ..Default::default()
             };
-        let app = App::open(&cfg, Arc::new(FakeClock::default()))
-            .await
-            .unwrap();
+        let clock = Arc::new(FakeClock::default());
+        let app = App::open(&cfg, clock.clone()).await.unwrap();
         Env {
             app,
+            clock,
             _dir: dir,
             pg,
             received,
@@ -155,6 +156,7 @@ on_both!(
     personalized_pushes_are_sent_only_under_their_own_purpose,
     an_unreachable_push_channel_keeps_the_message_in_the_inbox,
     inbox_messages_are_marked_read_only_by_their_owner,
+    inbox_messages_are_sealed_under_the_subjects_key_and_purged_after_their_retention,
 );
 
 async fn a_service_notice_goes_to_the_inbox_and_over_the_webhook_without_any_consent(env: Env) {
@@ -294,5 +296,75 @@ async fn inbox_messages_are_marked_read_only_by_their_owner(env: Env) {
     s.erase_inbox_and_ads(me).await.unwrap();
     assert!(s.inbox(me).await.unwrap().is_empty());
     assert_eq!(s.inbox(other).await.unwrap().len(), 1);
+    env.finish().await;
+}
+
+impl Env {
+    async fn scalar(&self, sql: &str) -> i64 {
+        let (n,): (i64,) = match &self.app.kernel.db {
+            custos_store::Db::Sqlite(p) => sqlx::query_as(sql).fetch_one(p).await.unwrap(),
+            custos_store::Db::Postgres(p) => sqlx::query_as(sql).fetch_one(p).await.unwrap(),
+        };
+        n
+    }
+    async fn exec(&self, sql: &str) {
+        match &self.app.kernel.db {
+            custos_store::Db::Sqlite(p) => sqlx::query(sql).execute(p).await.map(|_| ()),
+            custos_store::Db::Postgres(p) => sqlx::query(sql).execute(p).await.map(|_| ()),
+        }
+        .unwrap();
+    }
+}
+
+async fn inbox_messages_are_sealed_under_the_subjects_key_and_purged_after_their_retention(
+    env: Env,
+) {
+    use custos_app::jobs::{Job, Jobs, JobsConfig};
+    let s = env.app.signals.as_ref();
+    let me = SubjectId::random();
+    s.notify(me, &Notice::new("张伟的账号 SecretTitle", "Zhang Wei, your code changed"))
+        .await
+        .unwrap();
+    let inbox = s.inbox(me).await.unwrap();
+    assert_eq!(inbox[0].title, "张伟的账号 SecretTitle");
+    assert_eq!(inbox[0].body, "Zhang Wei, your code changed");
+    // Neither the title nor the body is in the database in clear.
+    assert_eq!(
+        env.scalar(
+            "SELECT COUNT(*) FROM inbox_messages WHERE title LIKE '%SecretTitle%' \
+             OR body LIKE '%Zhang Wei%' OR sealed IS NULL"
+        )
+        .await,
+        0
+    );
+    // A message stored in clear before sealing is sealed by the purge job, still readable.
+    let now = custos_core::Clock::now_ms(&*env.clock);
+    env.exec(&format!(
+        "INSERT INTO inbox_messages (subject, kind, title, body, created_ms) \
+         VALUES ('{me}', 'system', 'Old LegacyTitle', 'old body', {now})"
+    ))
+    .await;
+    assert_eq!(s.inbox(me).await.unwrap().len(), 2);
+    let jobs = Jobs::new(env.app.clone(), JobsConfig::default());
+    jobs.run(Job::Purge).await.unwrap();
+    assert_eq!(
+        env.scalar("SELECT COUNT(*) FROM inbox_messages WHERE sealed IS NULL OR title <> ''")
+            .await,
+        0
+    );
+    let titles: Vec<String> = s.inbox(me).await.unwrap().into_iter().map(|m| m.title).collect();
+    // Newest (highest id) first: the legacy row was inserted last.
+    assert_eq!(titles, vec!["Old LegacyTitle".to_owned(), "张伟的账号 SecretTitle".to_owned()]);
+    // Past the inbox retention (365 days by default) the purge deletes them.
+    let other = SubjectId::random();
+    env.clock.advance(time::Duration::days(300));
+    s.notify(other, &Notice::new("recent", "kept")).await.unwrap();
+    env.clock.advance(time::Duration::days(66));
+    jobs.run(Job::Purge).await.unwrap();
+    assert!(s.inbox(me).await.unwrap().is_empty());
+    assert_eq!(s.inbox(other).await.unwrap().len(), 1, "younger messages stay");
+    // Destroying the subject's key (erasure) leaves nothing readable, rows or not.
+    assert!(env.app.kernel.vault.destroy(other).await.unwrap());
+    assert!(s.inbox(other).await.unwrap().is_empty());
     env.finish().await;
 }

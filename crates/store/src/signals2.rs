@@ -131,8 +131,12 @@ pub struct InboxMessage {
     pub id: i64,
     /// `system` (service notices) or `personalized` (under its own purpose).
     pub kind: String,
+    /// Empty for sealed messages (issue 7); a message stored before sealing keeps its
+    /// text here until the purge job seals it.
     pub title: String,
     pub body: String,
+    /// Title and body sealed under the subject's key (the caller seals and opens them).
+    pub sealed: Option<Vec<u8>>,
     pub created_ms: i64,
     pub read_ms: Option<i64>,
 }
@@ -151,23 +155,23 @@ impl InboxStore {
         InboxStore { db }
     }
 
-    /// Adds a message; returns its id.
+    /// Adds a message, sealed by the caller under the subject's key; returns its id.
     pub async fn add(
         &self,
         subject: SubjectId,
         kind: &str,
-        title: &str,
-        body: &str,
+        sealed: &[u8],
         now_ms: i64,
+        expires_ms: Option<i64>,
     ) -> StoreResult<i64> {
         let (id,): (i64,) = on_db!(&self.db, p => sqlx::query_as(
-            "INSERT INTO inbox_messages (subject, kind, title, body, created_ms) \
-             VALUES ($1, $2, $3, $4, $5) RETURNING id")
+            "INSERT INTO inbox_messages (subject, kind, title, body, sealed, created_ms, expires_ms) \
+             VALUES ($1, $2, '', '', $3, $4, $5) RETURNING id")
             .bind(subject.to_string())
             .bind(kind)
-            .bind(title)
-            .bind(body)
+            .bind(sealed)
             .bind(now_ms)
+            .bind(expires_ms)
             .fetch_one(p)
             .await?);
         Ok(id)
@@ -175,9 +179,9 @@ impl InboxStore {
 
     /// The subject's messages, newest first, at most [`INBOX_PAGE`].
     pub async fn list(&self, subject: SubjectId) -> StoreResult<Vec<InboxMessage>> {
-        type Row = (i64, String, String, String, i64, Option<i64>);
+        type Row = (i64, String, String, String, Option<Vec<u8>>, i64, Option<i64>);
         let rows: Vec<Row> = on_db!(&self.db, p => sqlx::query_as(
-            "SELECT id, kind, title, body, created_ms, read_ms FROM inbox_messages \
+            "SELECT id, kind, title, body, sealed, created_ms, read_ms FROM inbox_messages \
              WHERE subject = $1 ORDER BY id DESC LIMIT $2")
             .bind(subject.to_string())
             .bind(INBOX_PAGE)
@@ -186,16 +190,52 @@ impl InboxStore {
         Ok(rows
             .into_iter()
             .map(
-                |(id, kind, title, body, created_ms, read_ms)| InboxMessage {
+                |(id, kind, title, body, sealed, created_ms, read_ms)| InboxMessage {
                     id,
                     kind,
                     title,
                     body,
+                    sealed,
                     created_ms,
                     read_ms,
                 },
             )
             .collect())
+    }
+
+    /// Deletes messages past their own expiry or created before `created_before_ms`
+    /// (the inbox's retention).
+    pub async fn purge(&self, now_ms: i64, created_before_ms: i64) -> StoreResult<u64> {
+        Ok(on_db!(&self.db, p => sqlx::query(
+            "DELETE FROM inbox_messages WHERE (expires_ms IS NOT NULL AND expires_ms <= $1) \
+             OR created_ms < $2")
+            .bind(now_ms)
+            .bind(created_before_ms)
+            .execute(p)
+            .await?
+            .rows_affected()))
+    }
+
+    /// Up to `limit` messages stored in clear before sealing: (id, subject, title, body).
+    pub async fn unsealed(&self, limit: i64) -> StoreResult<Vec<(i64, String, String, String)>> {
+        Ok(on_db!(&self.db, p => sqlx::query_as(
+            "SELECT id, subject, title, body FROM inbox_messages WHERE sealed IS NULL \
+             ORDER BY id LIMIT $1")
+            .bind(limit)
+            .fetch_all(p)
+            .await?))
+    }
+
+    /// Replaces a clear message's text by its sealed form.
+    pub async fn seal(&self, id: i64, sealed: &[u8]) -> StoreResult<()> {
+        on_db!(&self.db, p => sqlx::query(
+            "UPDATE inbox_messages SET sealed = $2, title = '', body = '' WHERE id = $1")
+            .bind(id)
+            .bind(sealed)
+            .execute(p)
+            .await
+            .map(|_| ())?);
+        Ok(())
     }
 
     /// Marks the subject's message read (kept at the first read); false if the subject

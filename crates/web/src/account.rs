@@ -100,6 +100,18 @@ pub(crate) fn session_set_cookie(s: &AppState, signed: &SignedIn) -> String {
     session_cookie(ns.token.expose(), (ns.expires_at_ms - now) / 1000)
 }
 
+/// Ends the session this browser already had when it signs in again: its cookie is about
+/// to be replaced, and a replaced cookie must not leave a live session behind.
+pub(crate) async fn end_previous_session(s: &AppState, ctx: &Ctx) -> Result<(), WebError> {
+    if let Some(old) = &ctx.session {
+        s.identity
+            .logout(old)
+            .await
+            .map_err(|e| WebError::from(e).lang(ctx.lang))?;
+    }
+    Ok(())
+}
+
 /// A step that failed for a reason the user can act on, explained on the page.
 #[derive(Debug)]
 pub(crate) struct Problem {
@@ -509,6 +521,7 @@ async fn verify_code(
     };
     match s.identity.sign_in(challenge, f.code.trim(), ip).await {
         Ok(signed) => {
+            end_previous_session(&s, &ctx).await?;
             let cookies = [
                 session_set_cookie(&s, &signed),
                 clear_cookie(CHALLENGE_COOKIE),
@@ -557,7 +570,10 @@ async fn password_sign_in(
         Err(e) => Err(e),
     };
     match result {
-        Ok(signed) => Ok(see_other(&next, &[session_set_cookie(&s, &signed)])),
+        Ok(signed) => {
+            end_previous_session(&s, &ctx).await?;
+            Ok(see_other(&next, &[session_set_cookie(&s, &signed)]))
+        }
         Err(e) => {
             let p = problem(&ctx, e)?;
             let body = sign_in_markup(

@@ -102,6 +102,11 @@ impl IntoResponse for WebError {
             [
                 (header::CONTENT_TYPE, "text/html; charset=utf-8"),
                 (header::CACHE_CONTROL, "no-store"),
+                // The same protections as every other page (an error page may repeat
+                // what the request sent).
+                (header::CONTENT_SECURITY_POLICY, crate::layout::CSP),
+                (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+                (header::REFERRER_POLICY, "same-origin"),
             ],
             body.into_string(),
         )

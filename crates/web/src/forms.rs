@@ -26,9 +26,17 @@ pub fn encode(s: &str) -> String {
 }
 
 /// A local path to go back to after a form (`next=`), or `/`: never another origin.
+/// Only printable ASCII is kept: browsers drop tabs and newlines inside a URL, so
+/// `/<TAB>/evil.example` would become `//evil.example`, and anything else would not
+/// fit in a `Location` header.
 pub fn safe_next(next: Option<&str>) -> String {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => {
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && !n.contains('\\')
+                && n.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
             n.to_owned()
         }
         _ => "/".to_owned(),
@@ -47,19 +55,36 @@ pub fn same_origin(parts: &Parts) -> bool {
         return matches!(site, "same-origin" | "none");
     }
     let host = h.get(header::HOST).and_then(|v| v.to_str().ok());
+    let origin_of = |url: &str| -> String {
+        let rest = url
+            .strip_prefix("https://")
+            .or_else(|| url.strip_prefix("http://"))
+            .unwrap_or("");
+        rest.split(['/', '?', '#']).next().unwrap_or("").to_owned()
+    };
     match (h.get(header::ORIGIN).and_then(|v| v.to_str().ok()), host) {
-        (Some(origin), Some(host)) => {
-            let o = origin
-                .strip_prefix("https://")
-                .or_else(|| origin.strip_prefix("http://"))
-                .unwrap_or("");
-            o == host
-        }
-        // No browser sends a cross-site form without Origin; non-browser clients carry
-        // no ambient credentials we would honour without the CSRF field below.
-        (None, _) => true,
+        (Some(origin), Some(host)) => origin_of(origin) == host,
+        // Old browsers send neither header; their Referer, when sent, must be ours.
+        // Non-browser clients carry no ambient credentials we would honour without the
+        // CSRF field below (see [`WebForm`] for the anonymous identifier).
+        (None, host) => match h.get(header::REFERER) {
+            Some(r) => match (r.to_str(), host) {
+                (Ok(r), Some(host)) => origin_of(r) == host,
+                _ => false,
+            },
+            None => true,
+        },
         (Some(_), None) => false,
     }
+}
+
+/// Whether the request says where it comes from at all (`Sec-Fetch-Site`, `Origin` or
+/// `Referer`).
+fn has_provenance(parts: &Parts) -> bool {
+    let h = &parts.headers;
+    h.contains_key("sec-fetch-site")
+        || h.contains_key(header::ORIGIN)
+        || h.contains_key(header::REFERER)
 }
 
 /// A posted form, checked for origin and CSRF, deserialized into `T`.
@@ -72,7 +97,11 @@ impl<T: DeserializeOwned + Send> FromRequest<AppState> for WebForm<T> {
     async fn from_request(req: Request, state: &AppState) -> Result<Self, WebError> {
         let (mut parts, body) = req.into_parts();
         let ctx = Ctx::from_request_parts(&mut parts, state).await?;
-        if !same_origin(&parts) {
+        // The anonymous identifier is an ambient credential without a CSRF token: a
+        // form acting for it must say it comes from here.
+        let anon_cookie = ctx.session.is_none()
+            && crate::ctx::cookie(&parts.headers, custos_http::caller::ANON_COOKIE).is_some();
+        if !same_origin(&parts) || (anon_cookie && !has_provenance(&parts)) {
             return Err(WebError::new(
                 StatusCode::FORBIDDEN,
                 "cross_origin",

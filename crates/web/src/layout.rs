@@ -43,7 +43,7 @@ async fn switch_lang(Query(q): Query<LangQuery>) -> Response {
             (
                 header::SET_COOKIE,
                 format!(
-                    "{LANG_COOKIE}={}; Path=/; SameSite=Lax; Max-Age=31536000",
+                    "{LANG_COOKIE}={}; Path=/; HttpOnly; SameSite=Lax; Max-Age=31536000",
                     lang.code()
                 ),
             ),
@@ -78,6 +78,9 @@ pub fn page_with_status(ctx: &Ctx, status: StatusCode, title: &str, body: Markup
                 script src="/assets/app.js" defer {}
             }
             body {
+                // A modal dialog comes first, so that without script the keyboard reaches
+                // it before the page it covers.
+                @if let Some(d) = crate::public::consent_modal(ctx) { (d) }
                 a class="skip" href="#main" { (ctx.t("跳到正文", "Skip to content")) }
                 header class="site" {
                     a class="brand" href="/" { "Custos" }
@@ -98,10 +101,10 @@ pub fn page_with_status(ctx: &Ctx, status: StatusCode, title: &str, body: Markup
                     }
                 }
                 main id="main" tabindex="-1" {
+                    @if let Some(n) = crate::public::consent_notice(ctx) { (n) }
                     (body)
                 }
                 @if let Some(d) = crate::policy::reconsent_dialog(ctx) { (d) }
-                @if let Some(d) = crate::public::consent_dialog(ctx) { (d) }
                 footer class="site" {
                     a href="/privacy/policy" { (ctx.t("隐私政策", "Privacy policy")) }
                     " · "

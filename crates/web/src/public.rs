@@ -58,6 +58,20 @@ pub fn consent_dialog(ctx: &Ctx) -> Option<Markup> {
     consent::dialog(ctx).or_else(|| consent::decision_notice(ctx))
 }
 
+/// The first-visit consent dialog alone (the shell puts it first in the page).
+pub fn consent_modal(ctx: &Ctx) -> Option<Markup> {
+    consent::dialog(ctx)
+}
+
+/// The notice with the receipt link right after a decision (the shell puts it at the top
+/// of the main content), unless the dialog is due.
+pub fn consent_notice(ctx: &Ctx) -> Option<Markup> {
+    if ctx.consent_prompt {
+        return None;
+    }
+    consent::decision_notice(ctx)
+}
+
 /// The controller's contact, from the declaration.
 async fn contact(axum::extract::State(s): axum::extract::State<AppState>, ctx: Ctx) -> Response {
     let regime = s.kernel.gate.regime();

@@ -609,3 +609,98 @@ async fn linking_a_provider_records_only_the_ticked_field_and_then_signs_in() {
         u.subject
     );
 }
+
+#[tokio::test]
+async fn next_never_leaves_the_site_even_with_control_characters() {
+    let w = common::spawn().await;
+    let u = w.sign_in_user("+8613912342222").await;
+    // Browsers drop tabs and newlines inside a URL, so `/<TAB>/evil.example` would be
+    // `//evil.example`; CR/LF must not reach a header (nor make a 500).
+    for next in [
+        "/\t/evil.example/",
+        "/\n/evil.example/",
+        "/\r\n/evil.example/",
+        "/\\evil.example/",
+        "//evil.example/",
+        "javascript:alert(1)",
+        "https://evil.example/",
+    ] {
+        let q = custos_web::forms::encode(next);
+        // Signed in, the sign-in page sends the user straight on to `next`.
+        let r = w.get(&format!("/signin?next={q}"), &[u.cookie()]).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{next:?}: {}", r.body);
+        assert_eq!(r.location(), Some("/"), "{next:?}");
+        // The password form's `next`.
+        let r = w
+            .post_form(
+                "/signin/password",
+                &[],
+                &[("phone", "+8613912342222"), ("password", "x"), ("next", next)],
+            )
+            .await;
+        assert!(r.status.is_client_error(), "{next:?}: {}", r.status);
+        assert!(
+            !r.body.contains("evil.example"),
+            "{next:?} is echoed into the form"
+        );
+    }
+}
+
+#[tokio::test]
+async fn signing_in_again_in_the_same_browser_ends_the_previous_session() {
+    let w = common::spawn().await;
+    let a = w.sign_in_user("+8613912343333").await;
+    // With A's session cookie still set, sign in to B through the pages.
+    let b_phone = "+8613912344444";
+    let r = w
+        .post_form(
+            "/signin",
+            &[a.cookie()],
+            &[("_csrf", &a.csrf), ("phone", b_phone), ("next", "/")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let ch = cookie_of(&r, CHALLENGE).unwrap();
+    let code = w.last_sms_code(b_phone).unwrap();
+    let r = w
+        .post_form(
+            "/signin/code",
+            &[a.cookie(), (CHALLENGE, &ch)],
+            &[("_csrf", &a.csrf), ("code", &code), ("next", "/")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let b_token = cookie_of(&r, SESSION).expect("a new session cookie");
+    assert_ne!(b_token, a.token, "a new session id on sign-in");
+    assert!(
+        w.app.identity.authenticate(&a.token).await.is_err(),
+        "the replaced session must end"
+    );
+    let b = w.app.identity.authenticate(&b_token).await.unwrap();
+    assert_ne!(b.subject, a.subject);
+
+    // Password sign-in over B's cookie ends B's session too.
+    let proof = w.app.identity.reauthenticated(&b).unwrap();
+    w.app
+        .identity
+        .set_password(&proof, &NewPassword::parse("amber-lantern-2011").unwrap())
+        .await
+        .unwrap();
+    let r = w
+        .post_form(
+            "/signin/password",
+            &[(SESSION, &b_token)],
+            &[
+                ("_csrf", &b.csrf_token),
+                ("phone", b_phone),
+                ("password", "amber-lantern-2011"),
+                ("next", "/me"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let again = cookie_of(&r, SESSION).unwrap();
+    assert_ne!(again, b_token);
+    assert!(w.app.identity.authenticate(&b_token).await.is_err());
+    assert!(w.app.identity.authenticate(&again).await.is_ok());
+}

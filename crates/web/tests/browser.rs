@@ -432,9 +432,12 @@ async fn newcomer_refuses_browses_signs_up_exports_withdraws_and_cancels() {
     b.capture("export").await;
     let (status, body) = b.fetch_in_page(&href).await;
     assert_eq!(status, 200, "export download {href}: {body:.300}");
+    let doc: serde_json::Value = serde_json::from_str(&body)
+        .unwrap_or_else(|e| panic!("the export is not JSON ({e}): {body:.300}"));
+    let bookmarks = doc["bookmarks"].to_string();
     assert!(
-        body.contains(&item_id),
-        "the export does not contain the bookmarked item {item_id}"
+        bookmarks.contains(&item_id),
+        "the export's bookmarks do not hold the bookmarked item {item_id}: {bookmarks:.500}"
     );
 
     b.step("withdraw personalized_feed: the label is gone");
@@ -471,7 +474,13 @@ async fn newcomer_refuses_browses_signs_up_exports_withdraws_and_cancels() {
         b.goto("/me/cancel").await;
     }
     let status = b.text("#cancel-status").await;
-    assert!(!status.trim().is_empty(), "#cancel-status is empty");
+    // The status names the day the account goes (after the cooling-off period).
+    let year = w.clock.now().year().to_string();
+    assert!(
+        status.contains(&year),
+        "#cancel-status gives no date: `{status}`"
+    );
+    b.assert_absent("#cancel-account").await;
     b.capture("cancel-status").await;
 
     let violations = std::mem::take(&mut b.violations);

@@ -13,6 +13,7 @@ use custos_core::{ConsentMethod, Decision};
 
 const PHONE: &str = "+8613912345678";
 const OTHER_PHONE: &str = "+8613812345678";
+const REAUTH: &str = "__Host-custos-reauth";
 
 fn csrf(u: &SignedInUser) -> (&'static str, &str) {
     ("_csrf", u.csrf.as_str())
@@ -44,6 +45,7 @@ fn query_param(location: &str, name: &str) -> Option<String> {
 }
 
 /// Proves the account's phone again through the pages: `#reauth-send`, then the code.
+/// The challenge id travels in an HttpOnly `__Host-` cookie, never in the URL or the page.
 async fn reauth(w: &WebApp, u: &SignedInUser, phone: &str, next: &str) {
     let page = w
         .get(&format!("/me/reauth?next={next}"), &[u.cookie()])
@@ -55,21 +57,38 @@ async fn reauth(w: &WebApp, u: &SignedInUser, phone: &str, next: &str) {
         .await;
     assert_eq!(sent.status, StatusCode::SEE_OTHER, "{}", sent.body);
     let loc = sent.location().unwrap().to_owned();
-    let challenge = query_param(&loc, "challenge").expect("challenge in the redirect");
-    let code_page = w.get(&loc, &[u.cookie()]).await;
+    assert_eq!(
+        query_param(&loc, "challenge"),
+        None,
+        "the challenge id is not in the URL: {loc}"
+    );
+    let line = set_cookie_line(&sent, REAUTH);
+    for attr in ["Path=/", "Secure", "HttpOnly"] {
+        assert!(line.contains(attr), "{attr} missing: {line}");
+    }
+    assert!(!line.contains("Domain"), "{line}");
+    let challenge = sent
+        .cookies()
+        .into_iter()
+        .find(|(k, _)| k == REAUTH)
+        .map(|(_, v)| v)
+        .expect("challenge cookie");
+    // Without the cookie there is no code form to fill.
+    let no_cookie = w.get(&loc, &[u.cookie()]).await;
+    assert!(!no_cookie.body.contains("id=\"reauth-code\""));
+    let code_page = w.get(&loc, &[u.cookie(), (REAUTH, &challenge)]).await;
     assert!(code_page.body.contains("id=\"reauth-code\""));
     assert!(code_page.body.contains("id=\"reauth-verify\""));
+    assert!(
+        !code_page.body.contains(&challenge),
+        "the challenge id is not in the page"
+    );
     let code = w.last_sms_code(phone).expect("a code was texted");
     let wrong = w
         .post_form(
             "/me/reauth/verify",
-            &[u.cookie()],
-            &[
-                csrf(u),
-                ("next", next),
-                ("challenge_id", &challenge),
-                ("code", "000000"),
-            ],
+            &[u.cookie(), (REAUTH, &challenge)],
+            &[csrf(u), ("next", next), ("code", "000000")],
         )
         .await;
     if code != "000000" {
@@ -78,17 +97,27 @@ async fn reauth(w: &WebApp, u: &SignedInUser, phone: &str, next: &str) {
     let ok = w
         .post_form(
             "/me/reauth/verify",
-            &[u.cookie()],
-            &[
-                csrf(u),
-                ("next", next),
-                ("challenge_id", &challenge),
-                ("code", &code),
-            ],
+            &[u.cookie(), (REAUTH, &challenge)],
+            &[csrf(u), ("next", next), ("code", &code)],
         )
         .await;
     assert_eq!(ok.status, StatusCode::SEE_OTHER, "{}", ok.body);
     assert_eq!(ok.location(), Some(next));
+    assert!(
+        set_cookie_line(&ok, REAUTH).contains("Max-Age=0"),
+        "the challenge cookie is cleared after use"
+    );
+}
+
+/// The `Set-Cookie` line for `name`, or "".
+fn set_cookie_line(r: &common::Resp, name: &str) -> String {
+    r.headers
+        .get_all(axum::http::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(&format!("{name}=")))
+        .unwrap_or_default()
+        .to_owned()
 }
 
 async fn feed_personalized(w: &WebApp, u: &SignedInUser) -> bool {
@@ -754,4 +783,153 @@ async fn an_avatar_upload_checks_csrf_and_is_recorded_as_a_correction() {
         ))
         .await;
     assert_eq!(r.status.as_u16() / 100, 4, "{}", r.status);
+}
+
+/// A POST with a raw body and content type, from this origin.
+fn raw_post(
+    uri: &str,
+    cookie: (&str, &str),
+    content_type: &str,
+    body: Vec<u8>,
+) -> axum::http::Request<axum::body::Body> {
+    axum::http::Request::post(uri)
+        .header("cookie", format!("{}={}", cookie.0, cookie.1))
+        .header("content-type", content_type)
+        .header("sec-fetch-site", "same-origin")
+        .header("accept-language", "en")
+        .body(axum::body::Body::from(body))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn malformed_input_to_the_center_is_a_client_error_never_a_500() {
+    let w = common::spawn().await;
+    let u = w.sign_in_user(PHONE).await;
+    let long = "x".repeat(70 * 1024);
+    let forms: Vec<(&str, Vec<(&str, &str)>)> = vec![
+        ("/me/data/delete", vec![("kind", "bookmark"), ("id", "abc")]),
+        ("/me/data/delete", vec![("kind", "bookmark"), ("id", "-1")]),
+        (
+            "/me/data/delete",
+            vec![("kind", "bookmark"), ("id", "99999999999999999999999")],
+        ),
+        ("/me/data/delete", vec![("kind", "passport"), ("id", "1")]),
+        ("/me/data/delete", vec![("kind", "device"), ("id", "\u{7}")]),
+        ("/me/data/delete", vec![]),
+        ("/me/profile/birth-date", vec![("birth_date", "2020-13-45")]),
+        ("/me/profile/birth-date", vec![("birth_date", "yesterday")]),
+        ("/me/profile/birth-date", vec![("birth_date", "")]),
+        ("/me/profile/nickname", vec![("nickname", "")]),
+        ("/me/profile/nickname", vec![("nickname", &long)]),
+        ("/me/consents/no_such_purpose/give", vec![]),
+        ("/me/consents/no_such_purpose/withdraw", vec![]),
+        ("/me/personalization", vec![("enabled", "maybe")]),
+        ("/me/location", vec![]),
+        ("/me/sessions/revoke", vec![("id", &long[..2000])]),
+        ("/me/requests/ticket", vec![("kind", "everything")]),
+        (
+            "/me/requests/complaint",
+            vec![("kind", "x"), ("topic", "y"), ("detail", "")],
+        ),
+        ("/me/reauth/verify", vec![("code", "123456")]),
+        ("/privacy/reconsent", vec![("purpose", "no_such_purpose")]),
+    ];
+    for (uri, fields) in forms {
+        let mut f = vec![csrf(&u)];
+        f.extend(fields.iter().copied());
+        let r = w.post_form(uri, &[u.cookie()], &f).await;
+        assert!(
+            r.status.is_client_error() || r.status.is_redirection(),
+            "{uri} {fields:?}: {} {}",
+            r.status,
+            r.body
+        );
+    }
+    // Non-UTF-8 and undecodable bodies.
+    let mut bad = format!("_csrf={}&nickname=", u.csrf).into_bytes();
+    bad.extend_from_slice(&[0xff, 0xfe, 0x80]);
+    for (uri, ct, body) in [
+        (
+            "/me/profile/nickname",
+            "application/x-www-form-urlencoded",
+            bad.clone(),
+        ),
+        ("/me/profile/nickname", "text/plain", bad.clone()),
+        ("/me/profile/avatar", "multipart/form-data", bad.clone()),
+        (
+            "/me/profile/avatar",
+            "multipart/form-data; boundary=zz",
+            b"--zz\r\nContent-Disposition: form-data; name=\"avatar\"\r\n\r\nabc".to_vec(),
+        ),
+        (
+            "/me/profile/avatar",
+            "application/x-www-form-urlencoded",
+            bad.clone(),
+        ),
+    ] {
+        let r = w.request(raw_post(uri, u.cookie(), ct, body)).await;
+        assert!(
+            r.status.is_client_error(),
+            "{uri} {ct}: {} {}",
+            r.status,
+            r.body
+        );
+    }
+    for uri in [
+        "/me/export/file/nope",
+        &format!("/me/export/file/{}", "a".repeat(4000)),
+        "/me/export/file/x?format=pdf",
+        "/me/export/file/%FF%FE",
+        "/me/consents?receipt=%FF",
+        "/me/reauth?next=%FF",
+    ] {
+        let r = w.get(uri, &[u.cookie()]).await;
+        assert!(
+            r.status.is_client_error() || r.status.is_success(),
+            "{uri}: {} {}",
+            r.status,
+            r.body
+        );
+    }
+    // An upload from another site is refused even with the right token.
+    let mut req = multipart_avatar(u.cookie(), Some(&u.csrf), b"x");
+    req.headers_mut().remove("sec-fetch-site");
+    req.headers_mut()
+        .insert("origin", "https://evil.example".parse().unwrap());
+    req.headers_mut()
+        .insert("host", "custos.example".parse().unwrap());
+    assert_eq!(w.request(req).await.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn another_users_reauth_challenge_proves_nothing() {
+    let w = common::spawn().await;
+    let a = w.sign_in_user(PHONE).await;
+    let b = w.sign_in_user(OTHER_PHONE).await;
+    age_past_reauth(&w);
+    let sent = w
+        .post_form("/me/reauth/send", &[a.cookie()], &[csrf(&a), ("next", "/me/export")])
+        .await;
+    let challenge = sent
+        .cookies()
+        .into_iter()
+        .find(|(k, _)| k == REAUTH)
+        .map(|(_, v)| v)
+        .expect("challenge cookie");
+    let code = w.last_sms_code(PHONE).unwrap();
+    // B replays A's challenge cookie and code: refused, and B is not re-authenticated.
+    let r = w
+        .post_form(
+            "/me/reauth/verify",
+            &[b.cookie(), (REAUTH, &challenge)],
+            &[csrf(&b), ("next", "/me/export"), ("code", &code)],
+        )
+        .await;
+    assert!(r.status.is_client_error(), "{} {}", r.status, r.body);
+    let bs = w.app.identity.authenticate(&b.token).await.unwrap();
+    assert!(w.app.identity.reauthenticated(&bs).is_err());
+    let r = w
+        .post_form("/me/export", &[b.cookie()], &[csrf(&b)])
+        .await;
+    assert_eq!(r.location(), Some("/me/reauth?next=%2Fme%2Fexport"));
 }

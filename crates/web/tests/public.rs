@@ -720,3 +720,224 @@ async fn accept_all_with_global_privacy_control_leaves_personalized_ads_out() {
     assert!(!history.is_empty());
     assert!(history.iter().all(|r| r.purpose != "personalized_ads"));
 }
+
+#[tokio::test]
+async fn anonymous_browsing_with_filters_writes_no_row_and_sets_no_identifier() {
+    let w = common::spawn().await;
+    let ids = item_ids(&w.get("/", &[]).await.body);
+    let before = w.row_counts().await;
+    assert!(before.iter().any(|(_, t, n)| t.contains("item") && *n > 0));
+    let uris = [
+        "/".to_owned(),
+        "/?lang=zh".to_owned(),
+        "/search?q=tea&category=home&tags=a,b&price_min=1&price_max=500&media=image&sort=newest"
+            .to_owned(),
+        "/search?q=%E8%8C%B6".to_owned(),
+        format!("/items/{}", ids[0]),
+        format!("/items/{}?shared=abc&download=def&done=x", ids[1]),
+        "/contact".to_owned(),
+        format!("/receipts/{}", uuid_like()),
+        "/shares/no-such-share".to_owned(),
+    ];
+    for uri in &uris {
+        for gpc in [false, true] {
+            let mut req = Request::get(uri.as_str()).header(header::ACCEPT_LANGUAGE, "en");
+            if gpc {
+                req = req.header("sec-gpc", "1");
+            }
+            let r = w.request(req.body(Body::empty()).unwrap()).await;
+            assert!(r.status.as_u16() < 500, "{uri}: {}", r.status);
+            assert!(
+                r.headers.get(header::SET_COOKIE).is_none(),
+                "{uri} set a cookie"
+            );
+        }
+    }
+    // The language switch sets its own cookie and nothing that identifies anyone.
+    let r = w.get("/lang?to=zh&next=/search", &[]).await;
+    let names: Vec<String> = r.cookies().into_iter().map(|c| c.0).collect();
+    assert_eq!(names, vec!["custos-lang".to_owned()]);
+    assert_eq!(w.row_counts().await, before, "a read wrote rows");
+}
+
+fn uuid_like() -> &'static str {
+    "6f1c1a54-3b1e-4c55-9b1e-2f7d2c1a9e10"
+}
+
+#[tokio::test]
+async fn search_refuses_floods_of_parameters_and_tags_with_a_400() {
+    let w = common::spawn().await;
+    // Thousands of parameters or tags are refused up front (no quadratic work).
+    let many: Vec<String> = (0..2_000).map(|i| format!("x{i}=1")).collect();
+    let r = w.get(&format!("/search?{}", many.join("&")), &[]).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.body.contains("<main"));
+    let tags: Vec<String> = (0..5_000).map(|i| format!("t{i}")).collect();
+    let r = w
+        .get(&format!("/search?tags={}", tags.join(",")), &[])
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let r = w
+        .get("/search?tags=a&tags=a&tags=b&lang=en&lang=zh", &[])
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "repeated tags and lang are fine");
+    for bad in [
+        "/search?price_min=-5",
+        "/search?price_max=99999999999999999999",
+        "/search?sort=newest&sort=newest",
+        "/search?cursor=a&cursor=b",
+        "/?cursor=a&cursor=b",
+    ] {
+        assert_eq!(
+            w.get(bad, &[]).await.status,
+            StatusCode::BAD_REQUEST,
+            "{bad}"
+        );
+    }
+    // Bad UTF-8 in a posted form is not a 500.
+    let r = w
+        .post_form("/consent", &[], &[("choice", "refuse_all")])
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let req = Request::post("/consent")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header("sec-fetch-site", "same-origin")
+        .body(Body::from("choice=%FF%FE&next=%C3"))
+        .unwrap();
+    assert_eq!(w.request(req).await.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn quiet_period_cookie_holds_only_the_day_of_the_decision() {
+    let w = common::spawn().await;
+    w.clock.advance(time::Duration::seconds(12_345));
+    let now = custos_core::Clock::now_ms(w.clock.as_ref()) / 1000;
+    let r = w
+        .post_form("/consent", &[], &[("choice", "refuse_all"), ("next", "/")])
+        .await;
+    let asked: i64 = cookie_of(&r, ASKED).unwrap().parse().unwrap();
+    assert_eq!(
+        asked % 86_400,
+        0,
+        "a second-precise time tells visitors apart"
+    );
+    assert!(asked >= now && asked - now < 86_400, "{asked} vs {now}");
+    let set = r
+        .headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(ASKED))
+        .unwrap()
+        .to_owned();
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Lax"),
+        "{set}"
+    );
+    // Still quiet at the end of the period counted from the decision.
+    w.clock
+        .advance(time::Duration::days(30) - time::Duration::seconds(60));
+    let page = w.get("/", &[(ASKED, &asked.to_string())]).await;
+    assert!(!page.body.contains("id=\"consent-dialog\""));
+}
+
+#[tokio::test]
+async fn a_form_acting_for_the_anonymous_identifier_must_come_from_this_site() {
+    let w = common::spawn().await;
+    let r = w
+        .post_form("/consent", &[], &[("choice", "accept_all"), ("next", "/")])
+        .await;
+    let token = cookie_of(&r, ANON).expect("identifier");
+    let subject = w
+        .app
+        .kernel
+        .anonymous_subject(&token)
+        .await
+        .unwrap()
+        .unwrap();
+    let before = w.app.kernel.consent_history(subject).await.unwrap().len();
+    let post = |headers: &[(&str, &str)], cookie: bool| {
+        let mut req = Request::post("/consent")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(header::HOST, "shop.example");
+        if cookie {
+            req = req.header(header::COOKIE, format!("{ANON}={token}"));
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        req.body(Body::from("choice=refuse_all&next=%2F")).unwrap()
+    };
+    // No Sec-Fetch-Site, no Origin, no Referer (an old browser, cross-site): refused.
+    assert_eq!(
+        w.request(post(&[], true)).await.status,
+        StatusCode::FORBIDDEN
+    );
+    // A Referer from another site: refused, with or without the identifier.
+    let evil = [("referer", "https://evil.example/page")];
+    assert_eq!(
+        w.request(post(&evil, true)).await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        w.request(post(&evil, false)).await.status,
+        StatusCode::FORBIDDEN
+    );
+    let null = [("origin", "null")];
+    assert_eq!(
+        w.request(post(&null, true)).await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        w.app.kernel.consent_history(subject).await.unwrap().len(),
+        before,
+        "a refused form changed the ledger"
+    );
+    // From this site's own page it goes through.
+    let ours = [("referer", "https://shop.example/search?q=tea")];
+    assert_eq!(
+        w.request(post(&ours, true)).await.status,
+        StatusCode::SEE_OTHER
+    );
+    let ours = [("origin", "https://shop.example")];
+    assert_eq!(
+        w.request(post(&ours, true)).await.status,
+        StatusCode::SEE_OTHER
+    );
+    assert!(w.app.kernel.consent_history(subject).await.unwrap().len() > before);
+}
+
+#[tokio::test]
+async fn the_dialog_comes_first_for_the_keyboard_and_the_receipt_notice_tops_the_page() {
+    let w = common::spawn().await;
+    let b = w.get("/", &[]).await.body;
+    let dialog = b.find("id=\"consent-dialog\"").expect("dialog");
+    for later in ["class=\"skip\"", "<header class=\"site\"", "id=\"main\""] {
+        assert!(dialog < b.find(later).unwrap(), "dialog after {later}");
+    }
+    // The dialog's switches sit in a fieldset with a legend; every switch has a label.
+    assert!(b.contains("<fieldset class=\"consent-purposes\"><legend>"));
+    for (id, _, _) in optional(&w) {
+        assert!(
+            b.contains(&format!("<label for=\"consent-p-{id}\">")),
+            "{id}"
+        );
+    }
+    let r = w
+        .post_form(
+            "/consent",
+            &[],
+            &[("choice", "refuse_all"), ("next", "/\t/evil.example")],
+        )
+        .await;
+    let loc = r.location().unwrap().to_owned();
+    assert!(loc.starts_with("/?receipt="), "{loc}");
+    let asked = cookie_of(&r, ASKED).unwrap();
+    let page = w.get(&loc, &[(ASKED, &asked)]).await.body;
+    let notice = page.find("id=\"receipt-link\"").expect("notice");
+    assert!(page.find("id=\"main\"").unwrap() < notice);
+    assert!(
+        notice < page.find("id=\"feed\"").unwrap(),
+        "notice under the feed"
+    );
+}

@@ -17,6 +17,13 @@ use super::device::{DEVICE_ID_CATEGORY, NOTICES_PURPOSE, PUSH_PURPOSE};
 use super::{Signals, SignalsConfig};
 use crate::{AppError, AppResult};
 
+/// What an inbox message's ciphertext is bound to (not stored): its owner.
+fn inbox_binding(subject: SubjectId) -> Vec<u8> {
+    let mut b = subject.as_bytes().to_vec();
+    b.extend_from_slice(b"/inbox-message");
+    b
+}
+
 /// The residency sink pushes leave through (`[residency] push`).
 pub const PUSH_SINK: &str = "push";
 
@@ -271,10 +278,8 @@ impl Signals {
     /// consent to personalization; never fails because a device is unreachable.
     pub async fn notify(&self, subject: SubjectId, message: &Notice) -> AppResult<NotifyOutcome> {
         message.check()?;
-        let now = self.kernel.clock.now_ms();
         let id = self
-            .inbox
-            .add(subject, KIND_SYSTEM, &message.title, &message.body, now)
+            .add_to_inbox(subject, KIND_SYSTEM, NOTICES_PURPOSE, message)
             .await?;
         let tokens: Vec<Personal<String>> = self
             .push_tokens(subject)
@@ -304,16 +309,8 @@ impl Signals {
             &[DEVICE_ID_CATEGORY, super::TRAIT_CATEGORY],
             ctx,
         )?;
-        let now = self.kernel.clock.now_ms();
         let id = self
-            .inbox
-            .add(
-                subject,
-                KIND_PERSONALIZED,
-                &message.title,
-                &message.body,
-                now,
-            )
+            .add_to_inbox(subject, KIND_PERSONALIZED, PUSH_PURPOSE, message)
             .await?;
         let tokens = self
             .push_tokens(subject)
@@ -378,22 +375,103 @@ impl Signals {
         Ok(out)
     }
 
-    /// The subject's inbox, newest first.
-    pub async fn inbox(&self, subject: SubjectId) -> AppResult<Vec<InboxEntry>> {
+    /// Stores a message in the subject's inbox, its title and body sealed under the
+    /// subject's key (erasure destroys the key, and with it every message), expiring
+    /// with the purpose's retention when that runs from collection.
+    async fn add_to_inbox(
+        &self,
+        subject: SubjectId,
+        kind: &str,
+        purpose: &str,
+        message: &Notice,
+    ) -> AppResult<i64> {
+        let now = self.kernel.clock.now_ms();
+        let key = self.kernel.vault.get_or_create(subject, now).await?;
+        let plain = serde_json::json!({ "title": message.title, "body": message.body }).to_string();
+        let sealed = key.cipher().seal(
+            &inbox_binding(subject),
+            plain.as_bytes(),
+            &mut custos_crypto::OsRng,
+        );
         Ok(self
             .inbox
-            .list(subject)
-            .await?
-            .into_iter()
-            .map(|m| InboxEntry {
+            .add(
+                subject,
+                kind,
+                &sealed,
+                now,
+                self.kernel.retention_end(purpose, now),
+            )
+            .await?)
+    }
+
+    /// The subject's inbox, newest first. Messages whose key was destroyed (erasure) do
+    /// not open and are left out.
+    pub async fn inbox(&self, subject: SubjectId) -> AppResult<Vec<InboxEntry>> {
+        let messages = self.inbox.list(subject).await?;
+        let key = if messages.iter().any(|m| m.sealed.is_some()) {
+            self.kernel.vault.get(subject).await?
+        } else {
+            None
+        };
+        let cipher = key.as_ref().map(|k| k.cipher());
+        let mut out = Vec::with_capacity(messages.len());
+        for m in messages {
+            let (title, body) = match (&m.sealed, &cipher) {
+                (None, _) => (m.title, m.body),
+                (Some(_), None) => continue,
+                (Some(sealed), Some(c)) => {
+                    let plain = c
+                        .open(&inbox_binding(subject), sealed)
+                        .map_err(|e| AppError::Internal(format!("inbox message {}: {e}", m.id)))?;
+                    let v: serde_json::Value = serde_json::from_slice(&plain)
+                        .map_err(|e| AppError::Internal(format!("inbox message {}: {e}", m.id)))?;
+                    let text = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
+                    (text("title"), text("body"))
+                }
+            };
+            out.push(InboxEntry {
                 id: m.id,
                 kind: m.kind,
-                title: m.title,
-                body: m.body,
+                title,
+                body,
                 created_at_ms: m.created_ms,
                 read: m.read_ms.is_some(),
-            })
-            .collect())
+            });
+        }
+        Ok(out)
+    }
+
+    /// Seals messages stored in clear before inbox sealing (migration 000101); run by
+    /// the purge job (erasure deletes a subject's messages, so each one still has an
+    /// owner to seal it for). Returns the messages handled.
+    pub async fn seal_legacy_inbox(&self) -> AppResult<u64> {
+        let mut n = 0;
+        loop {
+            let batch = self.inbox.unsealed(500).await?;
+            if batch.is_empty() {
+                return Ok(n);
+            }
+            for (id, subject, title, body) in batch {
+                n += 1;
+                let subject: SubjectId = match subject.parse() {
+                    Ok(s) => s,
+                    Err(_) => {
+                        self.inbox.seal(id, b"").await?;
+                        continue;
+                    }
+                };
+                let now = self.kernel.clock.now_ms();
+                let key = self.kernel.vault.get_or_create(subject, now).await?;
+                let plain = serde_json::json!({ "title": title, "body": body }).to_string();
+                let sealed = key.cipher().seal(
+                    &inbox_binding(subject),
+                    plain.as_bytes(),
+                    &mut custos_crypto::OsRng,
+                );
+                self.inbox.seal(id, &sealed).await?;
+            }
+        }
     }
 
     /// Marks one of the subject's messages read; `not_found` for another's or none.

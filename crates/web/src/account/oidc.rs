@@ -227,6 +227,7 @@ async fn callback(
     let clear = [clear_cookie(OIDC_COOKIE), clear_cookie(OIDC_NEXT_COOKIE)];
     match result {
         Ok(OidcOutcome::SignedIn(signed)) => {
+            super::end_previous_session(&s, &ctx).await?;
             let mut cookies = clear.to_vec();
             cookies.push(session_set_cookie(&s, &signed));
             Ok(see_other(&next, &cookies))

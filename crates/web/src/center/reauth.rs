@@ -2,10 +2,12 @@
 //! (export, cancellation, password). `#reauth-send` texts a code to the account's own
 //! number (`POST /api/v1/me/reauth/start`); `#reauth-code` + `#reauth-verify` prove it
 //! (`POST /api/v1/me/reauth/verify`), which opens the re-authentication window for this
-//! session; then the user goes back to `next`.
+//! session; then the user goes back to `next`. The challenge id travels between the two
+//! steps in a short-lived HttpOnly `__Host-` cookie ([`REAUTH_COOKIE`]), never in the URL
+//! or the page, and is cleared once the code is proved.
 
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
@@ -16,9 +18,17 @@ use maud::{html, Markup};
 use serde::Deserialize;
 
 use super::{page, see_other, WebResult};
-use crate::ctx::Ctx;
+use crate::account::{clear_cookie, flow_cookie};
+use crate::ctx::{cookie, Ctx};
 use crate::error::WebError;
 use crate::forms::{csrf_input, encode, safe_next, WebForm};
+
+/// Carries the re-authentication challenge id from `#reauth-send` to `#reauth-verify`.
+pub const REAUTH_COOKIE: &str = "__Host-custos-reauth";
+
+fn challenge_of(headers: &HeaderMap) -> Option<&str> {
+    cookie(headers, REAUTH_COOKIE).filter(|c| !c.is_empty())
+}
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -55,20 +65,20 @@ pub(crate) fn reauth_prompt(ctx: &Ctx, next: &str) -> Markup {
 #[derive(Debug, Deserialize)]
 struct ReauthQuery {
     next: Option<String>,
-    challenge: Option<String>,
 }
 
 async fn reauth_page(
     State(_s): State<AppState>,
     ctx: Ctx,
+    headers: HeaderMap,
     Query(q): Query<ReauthQuery>,
 ) -> Result<Response, WebError> {
     ctx.require_user()?;
     let next = safe_next(q.next.as_deref());
-    Ok(render(&ctx, &next, q.challenge.as_deref(), None))
+    Ok(render(&ctx, &next, challenge_of(&headers).is_some(), None))
 }
 
-fn render(ctx: &Ctx, next: &str, challenge: Option<&str>, error: Option<&str>) -> Response {
+fn render(ctx: &Ctx, next: &str, sent: bool, error: Option<&str>) -> Response {
     let body = html! {
         p { (ctx.t(
             "我们会向您账号绑定的手机号发送一条验证码短信。输入验证码后，您可以在 5 分钟内完成导出、注销或修改密码。",
@@ -81,15 +91,14 @@ fn render(ctx: &Ctx, next: &str, challenge: Option<&str>, error: Option<&str>) -
             (csrf_input(ctx))
             input type="hidden" name="next" value=(next);
             button type="submit" id="reauth-send" {
-                @if challenge.is_some() { (ctx.t("重新发送验证码", "Send a new code")) }
+                @if sent { (ctx.t("重新发送验证码", "Send a new code")) }
                 @else { (ctx.t("发送验证码", "Send me a code")) }
             }
         }
-        @if let Some(ch) = challenge {
+        @if sent {
             form method="post" action="/me/reauth/verify" {
                 (csrf_input(ctx))
                 input type="hidden" name="next" value=(next);
-                input type="hidden" name="challenge_id" value=(ch);
                 label for="reauth-code" { (ctx.t("短信验证码（6 位数字）", "Code from the text message (6 digits)")) }
                 input type="text" id="reauth-code" name="code" inputmode="numeric"
                     autocomplete="one-time-code" pattern="[0-9]{6}" maxlength="6" required;
@@ -119,17 +128,20 @@ async fn send_code(
     let session = ctx.require_user()?;
     let next = safe_next(f.next.as_deref());
     let c = s.identity.start_reauth(session, ip).await.web(&ctx)?;
-    Ok(see_other(&format!(
-        "/me/reauth?next={}&challenge={}",
-        encode(&next),
-        encode(&c.challenge_id)
-    )))
+    Ok(crate::account::see_other(
+        &reauth_url(&next),
+        &[flow_cookie(
+            REAUTH_COOKIE,
+            &c.challenge_id,
+            c.expires_in_secs,
+        )],
+    ))
 }
 
 #[derive(Debug, Deserialize)]
 struct VerifyForm {
     next: Option<String>,
-    challenge_id: String,
+    #[serde(default)]
     code: String,
 }
 
@@ -138,16 +150,23 @@ async fn verify_code(
     State(s): State<AppState>,
     ClientIp(ip): ClientIp,
     ctx: Ctx,
+    headers: HeaderMap,
     WebForm(f): WebForm<VerifyForm>,
 ) -> Result<Response, WebError> {
     let session = ctx.require_user()?;
     let next = safe_next(f.next.as_deref());
+    let Some(challenge) = challenge_of(&headers) else {
+        return Ok(see_other(&reauth_url(&next)));
+    };
     match s
         .identity
-        .finish_reauth(session, &f.challenge_id, f.code.trim(), ip)
+        .finish_reauth(session, challenge, f.code.trim(), ip)
         .await
     {
-        Ok(_) => Ok(see_other(&next)),
+        Ok(_) => Ok(crate::account::see_other(
+            &next,
+            &[clear_cookie(REAUTH_COOKIE)],
+        )),
         Err(AppError::BadRequest { code, .. }) => {
             let msg = match code {
                 "code_expired" => ctx.t(
@@ -163,7 +182,7 @@ async fn verify_code(
                     "That code is not right; check it and try again.",
                 ),
             };
-            Ok(render(&ctx, &next, Some(&f.challenge_id), Some(msg)))
+            Ok(render(&ctx, &next, true, Some(msg)))
         }
         Err(e) => Err(e).web(&ctx),
     }

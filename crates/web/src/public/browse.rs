@@ -22,6 +22,20 @@ use crate::forms::{csrf_input, encode, WebForm};
 
 /// Items per page of the feed and of search results.
 pub const PAGE_SIZE: usize = 20;
+/// Most tags a search filters by.
+const MAX_TAGS: usize = 10;
+/// Most parameters a search link may carry (the form sends nine).
+const MAX_SEARCH_PARAMS: usize = 32;
+/// Parameters that may appear once in a search link (`tags` may repeat).
+const KNOWN_SEARCH_PARAMS: &[&str] = &[
+    "q",
+    "category",
+    "price_min",
+    "price_max",
+    "media",
+    "sort",
+    "cursor",
+];
 /// Longest comment accepted by the form (the catalog enforces its own limit too).
 const MAX_COMMENT_CHARS: usize = 2_000;
 
@@ -284,12 +298,17 @@ fn parse_search(
     pairs: Vec<(String, String)>,
 ) -> Result<(SearchForm, SearchRequest), WebError> {
     let bad = |m: String| WebError::bad_request(m).lang(ctx.lang);
+    if pairs.len() > MAX_SEARCH_PARAMS {
+        return Err(bad(ctx
+            .t("链接参数太多。", "The link has too many parameters.")
+            .to_owned()));
+    }
     let mut f = SearchForm::default();
     let mut cursor = None;
     let mut seen: Vec<String> = Vec::new();
     for (k, v) in pairs {
         let v = v.trim().to_owned();
-        if k != "tags" && k != "lang" {
+        if KNOWN_SEARCH_PARAMS.contains(&k.as_str()) {
             if seen.contains(&k) {
                 let shown: String = k.chars().take(40).collect();
                 return Err(bad(format!(
@@ -305,6 +324,11 @@ fn parse_search(
             "tags" => {
                 for t in v.split(',').map(str::trim).filter(|t| !t.is_empty()) {
                     if !f.tags.iter().any(|x| x == t) {
+                        if f.tags.len() >= MAX_TAGS {
+                            return Err(bad(ctx
+                                .t("最多选择 10 个标签。", "Choose at most 10 tags.")
+                                .to_owned()));
+                        }
                         f.tags.push(t.to_owned());
                     }
                 }
@@ -326,11 +350,6 @@ fn parse_search(
                 "A search may have at most this many characters:"
             )
         )));
-    }
-    if f.tags.len() > 10 {
-        return Err(bad(ctx
-            .t("最多选择 10 个标签。", "Choose at most 10 tags.")
-            .to_owned()));
     }
     let price = |name: &str, v: &str| -> Result<Option<u64>, WebError> {
         if v.is_empty() {

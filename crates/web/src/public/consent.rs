@@ -472,10 +472,15 @@ fn decision_error(ctx: &Ctx, e: custos_app::AppError) -> WebError {
     }
 }
 
+/// The quiet-period cookie. Its value is the end of the day of the decision (UTC), not
+/// the second: a time to the second would be nearly unique per visitor and so an
+/// identifier sent with every page (P5). Rounding up keeps the quiet period whole.
 fn asked_cookie(s: &AppState) -> String {
     let now = s.kernel.clock.now_ms() / 1000;
+    let day = now.div_euclid(86_400) * 86_400;
+    let at = if day == now { day } else { day + 86_400 };
     format!(
-        "{CONSENT_ASKED_COOKIE}={now}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}",
+        "{CONSENT_ASKED_COOKIE}={at}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}",
         quiet_secs()
     )
 }

@@ -202,3 +202,29 @@ impl WebApp {
         }
     }
 }
+
+impl WebApp {
+    /// Row counts of every table of the data and key databases, to show a request wrote
+    /// nothing.
+    pub async fn row_counts(&self) -> Vec<(String, String, i64)> {
+        let mut out = Vec::new();
+        for file in ["custos.db", "keys.db"] {
+            let url = format!("sqlite://{}", self.dir.path().join(file).display());
+            let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+            let tables: Vec<(String,)> =
+                sqlx::query_as("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+                    .fetch_all(&pool)
+                    .await
+                    .unwrap();
+            for (t,) in tables {
+                let (n,): (i64,) = sqlx::query_as(&format!("SELECT COUNT(*) FROM \"{t}\""))
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap();
+                out.push((file.to_owned(), t, n));
+            }
+            pool.close().await;
+        }
+        out
+    }
+}

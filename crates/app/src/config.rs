@@ -34,6 +34,8 @@ pub struct FileConfig {
     pub ops: crate::ops::OpsConfig,
     #[serde(default)]
     pub residency: crate::ops::residency::ResidencyConfig,
+    #[serde(default)]
+    pub web: WebConfig,
 }
 
 impl FileConfig {
@@ -43,7 +45,7 @@ impl FileConfig {
             Ok(text) => toml::from_str(&text).map_err(|e| {
                 anyhow::anyhow!(
                     "{}: {e}\n  valid keys: listen, data_dir, database_url, vault_url, \
-                     master_key_file, policy, demo, log_format, write_rate_limit, [identity], [catalog], [signals], [rights], [jobs], [ops], [residency]",
+                     master_key_file, policy, demo, log_format, write_rate_limit, [identity], [catalog], [signals], [rights], [jobs], [ops], [residency], [web]",
                     path.display()
                 )
             }),
@@ -75,6 +77,7 @@ pub struct Config {
     pub ops: crate::ops::OpsConfig,
     /// Region of each sink personal data reaches (P20).
     pub residency: crate::ops::residency::ResidencyConfig,
+    pub web: WebConfig,
 }
 
 impl Default for Config {
@@ -94,6 +97,7 @@ impl Default for Config {
             jobs: Default::default(),
             ops: Default::default(),
             residency: Default::default(),
+            web: Default::default(),
         }
     }
 }
@@ -153,6 +157,7 @@ impl Config {
             jobs: Default::default(),
             ops: Default::default(),
             residency: Default::default(),
+            web: Default::default(),
         })
     }
 
@@ -163,4 +168,33 @@ impl Config {
 
 fn sqlite_url(path: &Path) -> String {
     format!("sqlite://{}", path.display())
+}
+
+/// `[web]`: the web app.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebConfig {
+    /// Days after a first-visit consent decision during which the dialog is not shown
+    /// again (L2); 1–365, default 30.
+    pub consent_quiet_days: u32,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        WebConfig {
+            consent_quiet_days: 30,
+        }
+    }
+}
+
+impl WebConfig {
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if !(1..=365).contains(&self.consent_quiet_days) {
+            anyhow::bail!(
+                "[web] consent_quiet_days must be between 1 and 365 (got {})",
+                self.consent_quiet_days
+            );
+        }
+        Ok(())
+    }
 }

@@ -22,10 +22,13 @@ pub struct App {
     pub ops: Arc<Ops>,
     /// Revisions, residency, cessation, change of controller (issue 7).
     pub policy_ops: Arc<crate::ops::revisions::PolicyOps>,
+    /// Settings of the web app (`[web]`).
+    pub web: crate::config::WebConfig,
 }
 
 impl App {
     pub async fn open(cfg: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<App> {
+        cfg.web.validate()?;
         let kernel = Kernel::open(cfg, clock).await?;
         let identity = Identity::open(kernel.clone(), &cfg.identity, &cfg.data_dir).await?;
         let catalog = Catalog::open(kernel.clone(), &cfg.catalog, &cfg.data_dir).await?;
@@ -56,6 +59,7 @@ impl App {
             rights,
             ops,
             policy_ops,
+            web: cfg.web.clone(),
         })
     }
 

@@ -109,6 +109,7 @@ impl StorageArgs {
         cfg.jobs = f.jobs;
         cfg.ops = f.ops;
         cfg.residency = f.residency;
+        cfg.web = f.web;
         Ok(cfg)
     }
 }

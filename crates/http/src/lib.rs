@@ -60,6 +60,8 @@ pub struct AppState {
     pub rights: Arc<custos_app::rights::Rights>,
     pub ops: Arc<custos_app::ops::Ops>,
     pub policy_ops: Arc<custos_app::ops::revisions::PolicyOps>,
+    /// Settings of the web app (`[web]`).
+    pub web: custos_app::config::WebConfig,
     pub limiter: limit::WriteLimiter,
 }
 
@@ -100,6 +102,7 @@ pub fn app_with_routes(app: App, opts: HttpOptions, extra: Router<AppState>) -> 
         rights: app.rights,
         ops: app.ops,
         policy_ops: app.policy_ops,
+        web: app.web,
         limiter: limit::WriteLimiter::per_second(opts.writes_per_second),
     };
     routes::router()

@@ -80,7 +80,12 @@ pub fn page_with_status(ctx: &Ctx, status: StatusCode, title: &str, body: Markup
             body {
                 // A modal dialog comes first, so that without script the keyboard reaches
                 // it before the page it covers.
-                @if let Some(d) = crate::public::consent_modal(ctx) { (d) }
+                // At most one dialog at a time: the first-visit choice, else a re-consent.
+                @if let Some(d) = crate::public::consent_modal(ctx) {
+                    (d)
+                } @else if let Some(d) = crate::policy::reconsent_dialog(ctx) {
+                    (d)
+                }
                 a class="skip" href="#main" { (ctx.t("跳到正文", "Skip to content")) }
                 header class="site" {
                     a class="brand" href="/" { "Custos" }
@@ -104,7 +109,6 @@ pub fn page_with_status(ctx: &Ctx, status: StatusCode, title: &str, body: Markup
                     @if let Some(n) = crate::public::consent_notice(ctx) { (n) }
                     (body)
                 }
-                @if let Some(d) = crate::policy::reconsent_dialog(ctx) { (d) }
                 footer class="site" {
                     a href="/privacy/policy" { (ctx.t("隐私政策", "Privacy policy")) }
                     " · "

@@ -9,9 +9,9 @@
 //! The first-visit dialog (P1, P3, L2) lists each additional purpose with its own switch,
 //! all off; "refuse all" sits beside "accept all" with the same look. A decision goes
 //! through the same kernel call as `POST /api/v1/consents` (method `dialog`); afterwards
-//! nobody is prompted again within [`QUIET_PERIOD_DAYS`]: a visitor without an identifier
-//! by the [`CONSENT_ASKED_COOKIE`] (it holds only the decision time), a subject by the
-//! decisions in the ledger.
+//! nobody is prompted again within the quiet period (`[web] consent_quiet_days`, default
+//! 30): a visitor without an identifier by the [`CONSENT_ASKED_COOKIE`] (it holds only the
+//! day of the decision), a subject by the decisions in the ledger.
 //!
 //! - [`browse`]: `/`, `/search`, `/items/{id}` and its POST actions, `/shares/{token}`.
 //! - [`consent`]: the dialog, `POST /consent`, `/receipts/{id}`.
@@ -32,9 +32,6 @@ use crate::error::WebError;
 /// The cookie that remembers, without any identifier, when this browser last decided in
 /// the first-visit dialog; it lives for the quiet period.
 pub const CONSENT_ASKED_COOKIE: &str = "custos-consent-asked";
-
-/// Days after a decision in the dialog during which the dialog is not shown again (L2).
-pub const QUIET_PERIOD_DAYS: i64 = 30;
 
 pub fn routes() -> Router<AppState> {
     Router::new()

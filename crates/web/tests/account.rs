@@ -635,7 +635,11 @@ async fn next_never_leaves_the_site_even_with_control_characters() {
             .post_form(
                 "/signin/password",
                 &[],
-                &[("phone", "+8613912342222"), ("password", "x"), ("next", next)],
+                &[
+                    ("phone", "+8613912342222"),
+                    ("password", "x"),
+                    ("next", next),
+                ],
             )
             .await;
         assert!(r.status.is_client_error(), "{next:?}: {}", r.status);

@@ -897,3 +897,163 @@ async fn dashboard_aggregates_on_postgres() {
     custos_testkit::drop_postgres_database(&data).await;
     custos_testkit::drop_postgres_database(&vault).await;
 }
+
+#[tokio::test]
+async fn signing_in_again_ends_the_browsers_previous_staff_session() {
+    let w = common::spawn().await;
+    let first = staff(&w, "olga", Role::Analyst).await;
+    let created = w
+        .app
+        .ops
+        .create_staff(&Actor::Cli, "pavel", Role::Analyst, None)
+        .await
+        .unwrap();
+    w.clock.advance(time::Duration::seconds(31));
+    let code = totp_now(&w, "pavel").await;
+    // Same browser: olga's cookie is still set when pavel signs in.
+    let r = w
+        .post_form(
+            "/console/signin",
+            &[first.cookie()],
+            &[
+                ("username", "pavel"),
+                ("password", created.password.expose()),
+                ("totp", &code),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let token = r
+        .cookies()
+        .into_iter()
+        .find(|(k, _)| k == STAFF)
+        .expect("a new staff cookie")
+        .1;
+    assert_ne!(token, first.token);
+    assert!(
+        w.app.ops.authenticate_staff(&first.token).await.is_err(),
+        "the replaced staff session must end"
+    );
+    assert_eq!(
+        w.app.ops.authenticate_staff(&token).await.unwrap().username,
+        "pavel"
+    );
+}
+
+#[tokio::test]
+async fn a_staff_session_never_acts_as_a_user() {
+    let w = common::spawn().await;
+    let s = staff(&w, "uma", Role::Admin).await;
+    // The staff cookie alone is no user session.
+    let r = w.get("/me", &[s.cookie()]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert!(r.location().unwrap().starts_with("/signin?next="));
+    // Nor is the staff token in the user session cookie.
+    let r = w.get("/me", &[("__Host-custos-session", &s.token)]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let r = w
+        .post_form(
+            "/me/consents/personalized_feed/give",
+            &[s.cookie(), ("__Host-custos-session", &s.token)],
+            &[("_csrf", &s.csrf)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert!(r.location().unwrap().starts_with("/signin?next="));
+}
+
+#[tokio::test]
+async fn malformed_console_input_is_a_client_error_never_a_500() {
+    let w = common::spawn().await;
+    for (name, role) in [
+        ("root", Role::Admin),
+        ("priv", Role::PrivacyOfficer),
+        ("secu", Role::SecurityOfficer),
+    ] {
+        w.clock.advance(time::Duration::seconds(31));
+        let s = staff(&w, name, role).await;
+        probe_console(&w, &s).await;
+    }
+}
+
+async fn probe_console(w: &WebApp, s: &StaffLogin) {
+    let big = "9".repeat(30);
+    for uri in [
+        "/console/incidents/abc".to_owned(),
+        format!("/console/incidents/{big}"),
+        "/console/incidents/-1".to_owned(),
+        "/console/audit?after=-99999999999".to_owned(),
+        "/console/audit?after=x".to_owned(),
+        "/console/partners?before=-1".to_owned(),
+        "/console/tickets?done=%FF".to_owned(),
+        "/console?next=%0D%0A".to_owned(),
+    ] {
+        let r = w.get(&uri, &[s.cookie()]).await;
+        assert!(
+            !r.status.is_server_error(),
+            "{uri}: {} {}",
+            r.status,
+            r.body
+        );
+    }
+    let posts: Vec<(String, Vec<(&str, &str)>)> = vec![
+        (
+            format!("/console/tickets/{big}/decide"),
+            vec![("status", "completed")],
+        ),
+        (
+            "/console/tickets/1/decide".into(),
+            vec![("status", "weird")],
+        ),
+        (
+            "/console/tickets/999/decide".into(),
+            vec![("status", "refused")],
+        ),
+        ("/console/tickets/999/answer".into(), vec![("answer", "")]),
+        (
+            "/console/subjects".into(),
+            vec![("subject", "not-a-subject")],
+        ),
+        (
+            "/console/subjects".into(),
+            vec![
+                ("subject", "00000000-0000-0000-0000-000000000000"),
+                ("ticket", "x"),
+            ],
+        ),
+        (
+            "/console/incidents".into(),
+            vec![("detected_at", "2020-99-99T99:99")],
+        ),
+        (
+            "/console/incidents/1/affected".into(),
+            vec![("from", "yesterday")],
+        ),
+        ("/console/incidents/999/notify".into(), vec![]),
+        (
+            "/console/incidents/999/timeline".into(),
+            vec![("at", "\u{0}")],
+        ),
+        (
+            "/console/staff".into(),
+            vec![("username", "x"), ("role", "king")],
+        ),
+        ("/console/staff/%FF".into(), vec![("role", "admin")]),
+        (
+            "/console/policy".into(),
+            vec![("declaration", "not toml [[[")],
+        ),
+        ("/console/signin".into(), vec![("username", "root")]),
+    ];
+    for (uri, fields) in posts {
+        let mut f = vec![("_csrf", s.csrf.as_str())];
+        f.extend(fields.iter().copied());
+        let r = w.post_form(&uri, &[s.cookie()], &f).await;
+        assert!(
+            r.status.is_client_error() || r.status.is_redirection(),
+            "{uri} {fields:?}: {} {}",
+            r.status,
+            r.body
+        );
+    }
+}

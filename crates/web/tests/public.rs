@@ -50,6 +50,22 @@ fn query_param(location: &str, key: &str) -> Vec<String> {
         .collect()
 }
 
+/// The subject sealed in the receipt-link token of a redirect after a decision.
+fn link_subject(w: &WebApp, location: &str) -> SubjectId {
+    let id = &query_param(location, "receipt")[0];
+    let token = &query_param(location, "rt")[0];
+    let sealed = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .unwrap();
+    let plain = w
+        .app
+        .kernel
+        .ring
+        .unwrap_secret(&format!("web-receipt-link:{id}"), &sealed)
+        .unwrap();
+    String::from_utf8(plain).unwrap().parse().unwrap()
+}
+
 fn cookie_of(r: &common::Resp, name: &str) -> Option<String> {
     r.cookies()
         .into_iter()
@@ -295,7 +311,11 @@ async fn anonymous_refuse_all_records_refusals_and_is_not_asked_again_within_the
     assert!(set.contains("Max-Age=2592000"), "{set}");
     let loc = r.location().unwrap().to_owned();
     assert!(loc.starts_with("/search?q=tea&receipt="), "{loc}");
-    let subject: SubjectId = query_param(&loc, "rs")[0].parse().unwrap();
+    let subject = link_subject(&w, &loc);
+    assert!(
+        !loc.contains(&subject.to_string()),
+        "the subject id is in the URL: {loc}"
+    );
 
     // The ledger has a refusal for every purpose an anonymous visitor may decide.
     let history = w.app.kernel.consent_history(subject).await.unwrap();
@@ -336,8 +356,28 @@ async fn anonymous_refuse_all_records_refusals_and_is_not_asked_again_within_the
         w.get(&format!("/receipts/{id}"), &[]).await.status,
         StatusCode::NOT_FOUND
     );
-    let forged = format!("/receipts/{id}?rs={subject}&rk={}", "0".repeat(32));
+    let forged = format!("/receipts/{id}?rt={}", "A".repeat(80));
     assert_eq!(w.get(&forged, &[]).await.status, StatusCode::NOT_FOUND);
+    let old_style = format!("/receipts/{id}?rs={subject}&rk={}", "0".repeat(32));
+    assert_eq!(w.get(&old_style, &[]).await.status, StatusCode::NOT_FOUND);
+    // A genuine token opens its own receipt only.
+    let token = query_param(&loc, "rt")[0].clone();
+    let other = w
+        .post_form("/consent", &[], &[("choice", "refuse_all"), ("next", "/")])
+        .await;
+    let other_id = query_param(other.location().unwrap(), "receipt")[0].clone();
+    assert_eq!(
+        w.get(&format!("/receipts/{other_id}?rt={token}"), &[])
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        w.get(&format!("/receipts/{id}?rt={}", "%FF".repeat(300)), &[])
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
     assert_eq!(
         w.get("/receipts/nope", &[]).await.status,
         StatusCode::NOT_FOUND
@@ -393,7 +433,7 @@ async fn anonymous_accept_all_decides_only_anonymous_purposes_and_issues_the_ide
     assert!(history.iter().all(|r| r.decision == Decision::Given));
     // With the identifier the subject has decided: no dialog, and its receipt opens.
     let loc = r.location().unwrap().to_owned();
-    assert!(query_param(&loc, "rs").is_empty());
+    assert!(query_param(&loc, "rt").is_empty());
     let page = w.get(&loc, &[(ANON, &token)]).await;
     assert!(!page.body.contains("id=\"consent-dialog\""));
     let id = &query_param(&loc, "receipt")[0];
@@ -940,4 +980,39 @@ async fn the_dialog_comes_first_for_the_keyboard_and_the_receipt_notice_tops_the
         notice < page.find("id=\"feed\"").unwrap(),
         "notice under the feed"
     );
+}
+
+#[tokio::test]
+async fn the_quiet_period_follows_the_configured_days_and_a_bad_setting_is_refused() {
+    let w = common::spawn_with(|c| c.web.consent_quiet_days = 7).await;
+    let r = w
+        .post_form("/consent", &[], &[("choice", "refuse_all"), ("next", "/")])
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let asked = cookie_of(&r, ASKED).expect("quiet-period cookie");
+    let set = r.headers.get(header::SET_COOKIE).unwrap().to_str().unwrap();
+    assert!(set.contains(&format!("Max-Age={}", 7 * 86_400)), "{set}");
+    w.clock.advance(time::Duration::days(6));
+    assert!(!w
+        .get("/", &[(ASKED, &asked)])
+        .await
+        .body
+        .contains("id=\"consent-dialog\""));
+    w.clock.advance(time::Duration::days(2));
+    assert!(w
+        .get("/", &[(ASKED, &asked)])
+        .await
+        .body
+        .contains("id=\"consent-dialog\""));
+
+    for days in [0, 366] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = common::config(dir.path());
+        cfg.web.consent_quiet_days = days;
+        let err = custos_app::App::open(&cfg, std::sync::Arc::new(custos_core::FakeClock::default()))
+            .await
+            .err()
+            .expect("refused");
+        assert!(err.to_string().contains("consent_quiet_days"), "{err}");
+    }
 }

@@ -2,7 +2,7 @@
 //! out, else the dashboard. Each panel is shown to the roles whose permission covers it,
 //! and each shown panel is an audited permission decision (`GET /console`).
 
-use axum::extract::{Query, Request, State};
+use axum::extract::{FromRequestParts, Query, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use custos_app::ops::subjects::MIN_REPORTED_COUNT;
@@ -110,12 +110,17 @@ pub struct SignInForm {
 }
 
 /// Signs a staff member in through the same use case as the API; sets [`STAFF_COOKIE`].
+/// A staff session this browser already had ends: its cookie is replaced, and a replaced
+/// cookie must not leave a live session behind.
 pub async fn sign_in(
     State(s): State<AppState>,
     ClientIp(ip): ClientIp,
     req: Request,
 ) -> Result<Response, WebError> {
-    let (ctx, _, bytes) = form_bytes(req, &s, 8 * 1024).await?;
+    let (ctx, mut parts, bytes) = form_bytes(req, &s, 8 * 1024).await?;
+    let MaybeStaff(previous) = MaybeStaff::from_request_parts(&mut parts, &s)
+        .await
+        .map_err(|e| e.lang(ctx.lang))?;
     let f: SignInForm = parse_form(&ctx, &bytes)?;
     let next = console_next(f.next.as_deref());
     let code = Some(f.totp.as_str()).filter(|c| !c.trim().is_empty());
@@ -125,6 +130,12 @@ pub async fn sign_in(
         .await
     {
         Ok(session) => {
+            if let Some(old) = previous {
+                match s.ops.sign_out(&old.token).await {
+                    Ok(()) | Err(AppError::Unauthenticated) => {}
+                    Err(e) => return Err(app_err(&ctx)(e)),
+                }
+            }
             let now = s.kernel.clock.now_ms();
             let max_age = ((session.expires_at_ms - now) / 1000).max(1);
             let mut resp = see_other(&next);

@@ -14,14 +14,16 @@ use custos_policy::{LegalBasis, Policy, Purpose, Tier};
 use maud::{html, Markup};
 use uuid::Uuid;
 
-use super::{CONSENT_ASKED_COOKIE, QUIET_PERIOD_DAYS};
+use super::CONSENT_ASKED_COOKIE;
 use crate::ctx::{cookie, Ctx};
 use crate::error::WebError;
 use crate::forms::{csrf_input, encode, safe_next, WebForm};
 
-/// Domain of the keyed tag that lets a visitor left without an identifier open the
-/// receipt of their own decision.
+/// Label of the sealed token that lets a visitor left without an identifier open the
+/// receipt of their own decision (bound to the receipt id).
 const RECEIPT_LINK_DOMAIN: &str = "web-receipt-link";
+/// Longest receipt-link token accepted (a sealed subject id is about 70 characters).
+const MAX_LINK_TOKEN: usize = 256;
 /// Most receipt links one notice shows.
 const MAX_NOTICE_RECEIPTS: usize = 8;
 
@@ -46,8 +48,8 @@ fn prompt_page(path: &str) -> bool {
     p == "/" || p == "/search" || p.starts_with("/items/")
 }
 
-fn quiet_secs() -> i64 {
-    QUIET_PERIOD_DAYS * 86_400
+fn quiet_secs(s: &AppState) -> i64 {
+    i64::from(s.web.consent_quiet_days) * 86_400
 }
 
 pub(super) async fn needs_prompt(
@@ -61,7 +63,7 @@ pub(super) async fn needs_prompt(
     let now = state.kernel.clock.now_ms() / 1000;
     if let Some(t) = cookie(headers, CONSENT_ASKED_COOKIE).and_then(|v| v.parse::<i64>().ok()) {
         // Max-Age ends the cookie; the time inside guards against a stale browser.
-        if t <= now + 86_400 && now - t < quiet_secs() {
+        if t <= now + 86_400 && now - t < quiet_secs(state) {
             return Ok(false);
         }
     }
@@ -194,43 +196,47 @@ pub(super) fn dialog(ctx: &Ctx) -> Option<Markup> {
     })
 }
 
-/// Receipt links carried back to the page after a decision (`receipt=`, with `rs=` and
-/// `rk=` when the visitor holds no identifier).
+/// Receipt links carried back to the page after a decision: `receipt=` ids, each with
+/// its `rt=` token (in the same order) when the visitor holds no identifier.
 struct NoticeLinks {
-    receipts: Vec<Uuid>,
-    subject: Option<(String, String)>,
+    receipts: Vec<(Uuid, Option<String>)>,
 }
 
 fn notice_links(path: &str) -> Option<NoticeLinks> {
     let query = path.split_once('?')?.1;
-    let mut receipts = Vec::new();
-    let (mut rs, mut rk) = (None, None);
+    let mut ids = Vec::new();
+    let mut tokens = Vec::new();
     for (k, v) in form_urlencoded::parse(query.as_bytes()) {
         match k.as_ref() {
-            "receipt" => {
+            "receipt" if ids.len() < MAX_NOTICE_RECEIPTS => {
                 if let Ok(id) = Uuid::parse_str(&v) {
-                    if receipts.len() < MAX_NOTICE_RECEIPTS {
-                        receipts.push(id);
-                    }
+                    ids.push(id);
                 }
             }
-            "rs" => rs = Some(v.into_owned()),
-            "rk" => rk = Some(v.into_owned()),
+            "rt" if tokens.len() < MAX_NOTICE_RECEIPTS && link_token_ok(&v) => {
+                tokens.push(v.into_owned())
+            }
             _ => {}
         }
     }
-    if receipts.is_empty() {
+    if ids.is_empty() {
         return None;
     }
+    let mut tokens = tokens.into_iter();
     Some(NoticeLinks {
-        receipts,
-        subject: rs.zip(rk),
+        receipts: ids.into_iter().map(|id| (id, tokens.next())).collect(),
     })
 }
 
-fn receipt_href(id: &Uuid, subject: &Option<(String, String)>) -> String {
-    match subject {
-        Some((s, k)) => format!("/receipts/{id}?rs={}&rk={}", encode(s), encode(k)),
+fn link_token_ok(t: &str) -> bool {
+    t.len() <= MAX_LINK_TOKEN
+        && t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+fn receipt_href(id: &Uuid, token: &Option<String>) -> String {
+    match token {
+        Some(t) => format!("/receipts/{id}?rt={}", encode(t)),
         None => format!("/receipts/{id}"),
     }
 }
@@ -238,17 +244,17 @@ fn receipt_href(id: &Uuid, subject: &Option<(String, String)>) -> String {
 /// The notice after a decision, with the link to its signed receipt.
 pub(super) fn decision_notice(ctx: &Ctx) -> Option<Markup> {
     let links = notice_links(&ctx.path)?;
-    let (first, rest) = links.receipts.split_first()?;
+    let ((first, first_token), rest) = links.receipts.split_first()?;
     Some(html! {
         div class="notice consent-notice" role="status" {
             p {
                 (ctx.t("已记录您的选择。", "Your choices are recorded. "))
-                a id="receipt-link" class="receipt-link" href=(receipt_href(first, &links.subject)) {
+                a id="receipt-link" class="receipt-link" href=(receipt_href(first, first_token)) {
                     (ctx.t("查看签名回执", "See the signed receipt"))
                 }
-                @for (i, id) in rest.iter().enumerate() {
+                @for (i, (id, token)) in rest.iter().enumerate() {
                     " · "
-                    a class="receipt-link" href=(receipt_href(id, &links.subject)) {
+                    a class="receipt-link" href=(receipt_href(id, token)) {
                         (ctx.t("单独同意的回执 ", "Receipt of a separate consent ")) (i + 1)
                     }
                 }
@@ -266,19 +272,38 @@ pub(super) fn decision_notice(ctx: &Ctx) -> Option<Markup> {
     })
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+fn link_label(receipt: &Uuid) -> String {
+    format!("{RECEIPT_LINK_DOMAIN}:{receipt}")
 }
 
-fn receipt_tag(state: &AppState, receipt: &Uuid, subject: &SubjectId) -> String {
-    hex(&state.kernel.ring.blind_index(
-        RECEIPT_LINK_DOMAIN,
-        format!("{receipt}:{subject}").as_bytes(),
-    ))
+/// The receipt link's token: the subject id sealed (AES-GCM) under a label naming the
+/// receipt. It opens this receipt only, cannot be forged, and the URL does not show
+/// the subject id (which a copied or shared address would otherwise carry).
+fn receipt_link_token(state: &AppState, receipt: &Uuid, subject: &SubjectId) -> String {
+    use base64::Engine;
+    let sealed = state.kernel.ring.wrap_secret(
+        &link_label(receipt),
+        subject.to_string().as_bytes(),
+        &mut custos_crypto::OsRng,
+    );
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sealed)
 }
 
-fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// The subject a receipt link's token was made for, if it is genuine and for `receipt`.
+fn link_subject(state: &AppState, receipt: &Uuid, token: &str) -> Option<SubjectId> {
+    use base64::Engine;
+    if !link_token_ok(token) {
+        return None;
+    }
+    let sealed = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .ok()?;
+    let plain = state
+        .kernel
+        .ring
+        .unwrap_secret(&link_label(receipt), &sealed)
+        .ok()?;
+    std::str::from_utf8(&plain).ok()?.parse().ok()
 }
 
 fn bad(ctx: &Ctx, zh: &str, en: &str) -> WebError {
@@ -443,11 +468,9 @@ async fn post_consent(
     if !keeps_subject {
         // No identifier stays with this browser: the link itself proves the receipt is
         // the visitor's own.
-        let first = receipts[0];
-        query.push_str(&format!(
-            "&rs={subject}&rk={}",
-            receipt_tag(&s, &first, &subject)
-        ));
+        for id in &receipts {
+            query.push_str(&format!("&rt={}", receipt_link_token(&s, id, &subject)));
+        }
     }
     let sep = if back.contains('?') { "&" } else { "?" };
     let location = format!("{back}{sep}{}", &query[1..]);
@@ -481,7 +504,7 @@ fn asked_cookie(s: &AppState) -> String {
     let at = if day == now { day } else { day + 86_400 };
     format!(
         "{CONSENT_ASKED_COOKIE}={at}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}",
-        quiet_secs()
+        quiet_secs(s)
     )
 }
 
@@ -491,7 +514,7 @@ fn strip_notice(next: &str) -> String {
         return next.to_owned();
     };
     let kept: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
-        .filter(|(k, _)| !matches!(k.as_ref(), "receipt" | "rs" | "rk"))
+        .filter(|(k, _)| !matches!(k.as_ref(), "receipt" | "rt" | "rs" | "rk"))
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect();
     if kept.is_empty() {
@@ -518,8 +541,7 @@ fn redirect_with(location: &str, cookies: Vec<String>) -> Response {
 
 #[derive(Debug, serde::Deserialize)]
 struct ReceiptQuery {
-    rs: Option<String>,
-    rk: Option<String>,
+    rt: Option<String>,
 }
 
 /// A signed receipt, readable, for its own subject only (404 otherwise).
@@ -538,16 +560,8 @@ async fn receipt_page(
         .lang(ctx.lang)
     };
     let id = Uuid::parse_str(&id).map_err(|_| not_found())?;
-    let q = query
-        .map(|Query(q)| q)
-        .unwrap_or(ReceiptQuery { rs: None, rk: None });
-    let from_link = match (q.rs, q.rk) {
-        (Some(rs), Some(rk)) => rs
-            .parse::<SubjectId>()
-            .ok()
-            .filter(|sub| ct_eq(receipt_tag(&s, &id, sub).as_bytes(), rk.as_bytes())),
-        _ => None,
-    };
+    let q = query.map(|Query(q)| q).unwrap_or(ReceiptQuery { rt: None });
+    let from_link = q.rt.and_then(|t| link_subject(&s, &id, &t));
     let subject = from_link.or(ctx.subject).ok_or_else(not_found)?;
     let r = match s.kernel.receipt(subject, id).await {
         Ok(r) => r,

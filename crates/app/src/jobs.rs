@@ -430,7 +430,11 @@ impl Jobs {
         // Inbox messages: seal any stored in clear before sealing, then drop the old.
         let sealed = self.app.signals.seal_legacy_inbox().await?;
         if sealed > 0 {
-            tracing::info!(job = "purge", messages = sealed, "sealed inbox messages stored in clear");
+            tracing::info!(
+                job = "purge",
+                messages = sealed,
+                "sealed inbox messages stored in clear"
+            );
         }
         let keep_ms = i64::from(self.cfg.inbox_retention_days.max(1)) * DAY_MS;
         report.add(

@@ -322,9 +322,12 @@ async fn inbox_messages_are_sealed_under_the_subjects_key_and_purged_after_their
     use custos_app::jobs::{Job, Jobs, JobsConfig};
     let s = env.app.signals.as_ref();
     let me = SubjectId::random();
-    s.notify(me, &Notice::new("张伟的账号 SecretTitle", "Zhang Wei, your code changed"))
-        .await
-        .unwrap();
+    s.notify(
+        me,
+        &Notice::new("张伟的账号 SecretTitle", "Zhang Wei, your code changed"),
+    )
+    .await
+    .unwrap();
     let inbox = s.inbox(me).await.unwrap();
     assert_eq!(inbox[0].title, "张伟的账号 SecretTitle");
     assert_eq!(inbox[0].body, "Zhang Wei, your code changed");
@@ -352,17 +355,35 @@ async fn inbox_messages_are_sealed_under_the_subjects_key_and_purged_after_their
             .await,
         0
     );
-    let titles: Vec<String> = s.inbox(me).await.unwrap().into_iter().map(|m| m.title).collect();
+    let titles: Vec<String> = s
+        .inbox(me)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.title)
+        .collect();
     // Newest (highest id) first: the legacy row was inserted last.
-    assert_eq!(titles, vec!["Old LegacyTitle".to_owned(), "张伟的账号 SecretTitle".to_owned()]);
+    assert_eq!(
+        titles,
+        vec![
+            "Old LegacyTitle".to_owned(),
+            "张伟的账号 SecretTitle".to_owned()
+        ]
+    );
     // Past the inbox retention (365 days by default) the purge deletes them.
     let other = SubjectId::random();
     env.clock.advance(time::Duration::days(300));
-    s.notify(other, &Notice::new("recent", "kept")).await.unwrap();
+    s.notify(other, &Notice::new("recent", "kept"))
+        .await
+        .unwrap();
     env.clock.advance(time::Duration::days(66));
     jobs.run(Job::Purge).await.unwrap();
     assert!(s.inbox(me).await.unwrap().is_empty());
-    assert_eq!(s.inbox(other).await.unwrap().len(), 1, "younger messages stay");
+    assert_eq!(
+        s.inbox(other).await.unwrap().len(),
+        1,
+        "younger messages stay"
+    );
     // Destroying the subject's key (erasure) leaves nothing readable, rows or not.
     assert!(env.app.kernel.vault.destroy(other).await.unwrap());
     assert!(s.inbox(other).await.unwrap().is_empty());

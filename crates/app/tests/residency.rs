@@ -337,8 +337,8 @@ async fn a_push_channel_abroad_is_refused_at_startup_and_each_push_needs_the_tra
         &with_push(&env, Some(&with_push_transfer())),
         Arc::new(FakeClock::default()),
     )
-        .await
-        .unwrap();
+    .await
+    .unwrap();
     let s = SubjectId::random();
     app.signals
         .register_device(
@@ -357,8 +357,16 @@ async fn a_push_channel_abroad_is_refused_at_startup_and_each_push_needs_the_tra
         .await
         .unwrap();
     assert_eq!((out.pushed, out.withheld), (0, 1));
-    assert_eq!(received.load(Ordering::SeqCst), 0, "nothing left for the US");
-    assert_eq!(app.signals.inbox(s).await.unwrap().len(), 1, "the inbox has it");
+    assert_eq!(
+        received.load(Ordering::SeqCst),
+        0,
+        "nothing left for the US"
+    );
+    assert_eq!(
+        app.signals.inbox(s).await.unwrap().len(),
+        1,
+        "the inbox has it"
+    );
     app.kernel
         .record_decisions(
             s,

@@ -179,7 +179,15 @@ impl InboxStore {
 
     /// The subject's messages, newest first, at most [`INBOX_PAGE`].
     pub async fn list(&self, subject: SubjectId) -> StoreResult<Vec<InboxMessage>> {
-        type Row = (i64, String, String, String, Option<Vec<u8>>, i64, Option<i64>);
+        type Row = (
+            i64,
+            String,
+            String,
+            String,
+            Option<Vec<u8>>,
+            i64,
+            Option<i64>,
+        );
         let rows: Vec<Row> = on_db!(&self.db, p => sqlx::query_as(
             "SELECT id, kind, title, body, sealed, created_ms, read_ms FROM inbox_messages \
              WHERE subject = $1 ORDER BY id DESC LIMIT $2")

@@ -69,7 +69,8 @@ pub struct Signals {
     pub push: Arc<dyn push::PushGateway>,
     /// Residency (P20): checks each push against the push sink's region and declared
     /// transfer; set by `PolicyOps::open` (issue 7).
-    pub(crate) transfer_check: std::sync::OnceLock<std::sync::Weak<crate::ops::revisions::PolicyOps>>,
+    pub(crate) transfer_check:
+        std::sync::OnceLock<std::sync::Weak<crate::ops::revisions::PolicyOps>>,
 }
 
 /// The subject's location state as the API shows it.

@@ -318,8 +318,15 @@ impl Signals {
             .into_iter()
             .map(|(t, _)| t)
             .collect();
-        self.push_to(subject, PUSH_PURPOSE, tokens, id, KIND_PERSONALIZED, message)
-            .await
+        self.push_to(
+            subject,
+            PUSH_PURPOSE,
+            tokens,
+            id,
+            KIND_PERSONALIZED,
+            message,
+        )
+        .await
     }
 
     async fn push_to(

@@ -450,7 +450,7 @@ async fn search(
                             option value=(f.category) selected { (f.category) }
                         }
                         @for c in &facets.category {
-                            option value=(c.value) selected[c.value == f.category] { (c.value) " (" (c.count) ")" }
+                            option value=(c.value) selected[c.value == f.category] { (category_label(&ctx, &c.value)) " (" (c.count) ")" }
                         }
                     }
                 }
@@ -496,7 +496,7 @@ async fn search(
                             @let on = c.value == f.category;
                             li { a href=(f.href(|x| x.category = if on { String::new() } else { c.value.clone() }))
                                 aria-current=[on.then_some("true")] {
-                                @if on { "✓ " } (c.value) " (" (c.count) ")" } }
+                                @if on { "✓ " } (category_label(&ctx, &c.value)) " (" (c.count) ")" } }
                         }
                     }
                 }
@@ -649,7 +649,7 @@ async fn render_item(
                 span class="muted" { (ctx.t("（对所有人相同）", "(the same for everyone)")) }
             }
             p {
-                span class="badge" { (f.category) } " "
+                span class="badge" { (category_label(ctx, &f.category)) } " "
                 @for tag in &f.tags {
                     a class="badge" href={ "/search?tags=" (encode(tag)) } { "#" (tag) } " "
                 }
@@ -987,4 +987,23 @@ async fn open_share(
         e => WebError::from(e).lang(ctx.lang),
     })?;
     Ok(back_to(format!("/items/{}", item.id)))
+}
+
+/// A category's name in the page's language: the demo catalogue's categories have both;
+/// any other category (the operator's own data) is shown as stored.
+fn category_label<'a>(ctx: &Ctx, key: &'a str) -> std::borrow::Cow<'a, str> {
+    let pair = match key {
+        "beauty" => Some(("美妆", "Beauty")),
+        "clothing" => Some(("服装", "Clothing")),
+        "electronics" => Some(("数码电子", "Electronics")),
+        "food" => Some(("食品", "Food")),
+        "home" => Some(("家居", "Home")),
+        "shoes" => Some(("鞋靴", "Shoes")),
+        "sports" => Some(("运动", "Sports")),
+        _ => None,
+    };
+    match pair {
+        Some((zh, en)) => std::borrow::Cow::Owned(ctx.t(zh, en).to_owned()),
+        None => std::borrow::Cow::Borrowed(key),
+    }
 }

@@ -19,7 +19,11 @@ pub const ASSETS: &[(&str, &str, &[u8])] = &[
         "text/javascript; charset=utf-8",
         include_bytes!("../assets/app.js"),
     ),
-    ("icon.svg", "image/svg+xml", include_bytes!("../assets/icon.svg")),
+    (
+        "icon.svg",
+        "image/svg+xml",
+        include_bytes!("../assets/icon.svg"),
+    ),
 ];
 
 pub fn routes() -> Router<AppState> {

@@ -127,7 +127,10 @@ pub fn page_with_status(ctx: &Ctx, status: StatusCode, title: &str, body: Markup
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(CSP),
     );
-    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
     h.insert(
         header::REFERRER_POLICY,
         HeaderValue::from_static("same-origin"),
@@ -138,6 +141,9 @@ pub fn page_with_status(ctx: &Ctx, status: StatusCode, title: &str, body: Markup
             HeaderValue::from_static("private, no-store"),
         );
     }
-    h.insert(header::VARY, HeaderValue::from_static("cookie, accept-language"));
+    h.insert(
+        header::VARY,
+        HeaderValue::from_static("cookie, accept-language"),
+    );
     resp
 }

@@ -13,8 +13,8 @@
 //! 30): a visitor without an identifier by the [`CONSENT_ASKED_COOKIE`] (it holds only the
 //! day of the decision), a subject by the decisions in the ledger.
 //!
-//! - [`browse`]: `/`, `/search`, `/items/{id}` and its POST actions, `/shares/{token}`.
-//! - [`consent`]: the dialog, `POST /consent`, `/receipts/{id}`.
+//! - `browse`: `/`, `/search`, `/items/{id}` and its POST actions, `/shares/{token}`.
+//! - `consent`: the dialog, `POST /consent`, `/receipts/{id}`.
 
 mod browse;
 mod consent;

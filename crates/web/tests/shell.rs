@@ -13,7 +13,10 @@ async fn assets_are_served_from_the_binary_and_unknown_ones_are_404() {
         assert_eq!(r.status, StatusCode::OK, "{name}");
         assert!(!r.body.is_empty(), "{name}");
     }
-    assert_eq!(w.get("/assets/nope.js", &[]).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        w.get("/assets/nope.js", &[]).await.status,
+        StatusCode::NOT_FOUND
+    );
 }
 
 #[tokio::test]
@@ -22,17 +25,29 @@ async fn language_switch_sets_a_cookie_and_only_goes_back_to_this_site() {
     let r = w.get("/lang?to=en&next=/search", &[]).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     assert_eq!(r.location(), Some("/search"));
-    assert!(r.cookies().iter().any(|(k, v)| k == "custos-lang" && v == "en"));
+    assert!(r
+        .cookies()
+        .iter()
+        .any(|(k, v)| k == "custos-lang" && v == "en"));
     let r = w.get("/lang?to=zh&next=//evil.example/", &[]).await;
     assert_eq!(r.location(), Some("/"));
-    assert_eq!(w.get("/lang?to=fr", &[]).await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        w.get("/lang?to=fr", &[]).await.status,
+        StatusCode::BAD_REQUEST
+    );
 }
 
 #[tokio::test]
 async fn language_switch_never_sends_off_site_nor_fails_on_odd_bytes_in_next() {
     let w = common::spawn().await;
     // Browsers drop a tab inside a URL: `/<TAB>/evil.example` would be `//evil.example`.
-    for next in ["/%09/evil.example", "/%0A", "/%E6%90%9C", "/a%20b", "/%5C%5Cevil"] {
+    for next in [
+        "/%09/evil.example",
+        "/%0A",
+        "/%E6%90%9C",
+        "/a%20b",
+        "/%5C%5Cevil",
+    ] {
         let r = w.get(&format!("/lang?to=en&next={next}"), &[]).await;
         assert_eq!(r.status, StatusCode::SEE_OTHER, "{next}");
         assert_eq!(r.location(), Some("/"), "{next}");
@@ -57,7 +72,12 @@ async fn language_switch_never_sends_off_site_nor_fails_on_odd_bytes_in_next() {
 #[tokio::test]
 async fn error_pages_carry_the_same_security_headers_as_pages() {
     let w = common::spawn().await;
-    for uri in ["/items/abc", "/items/999999", "/receipts/nope", "/search?sort=cheapest"] {
+    for uri in [
+        "/items/abc",
+        "/items/999999",
+        "/receipts/nope",
+        "/search?sort=cheapest",
+    ] {
         let r = w.get(uri, &[]).await;
         assert!(r.status.is_client_error(), "{uri}: {}", r.status);
         assert!(r.body.contains("<main"), "{uri}");
@@ -68,7 +88,11 @@ async fn error_pages_carry_the_same_security_headers_as_pages() {
                 .unwrap_or("")
                 .to_owned()
         };
-        assert_eq!(h("content-security-policy"), custos_web::layout::CSP, "{uri}");
+        assert_eq!(
+            h("content-security-policy"),
+            custos_web::layout::CSP,
+            "{uri}"
+        );
         assert_eq!(h("x-content-type-options"), "nosniff", "{uri}");
         assert_eq!(h("referrer-policy"), "same-origin", "{uri}");
         assert!(h("content-type").starts_with("text/html"), "{uri}");

@@ -476,7 +476,7 @@ impl Rights {
     }
 
     /// The erasure step shared by account cancellation and the shutdown of the service
-    /// (`ops::cessation`, P22): everything [`Rights::erase`] lists, the subject's rights
+    /// (`ops::cessation`, P22): everything `Rights::erase` lists, the subject's rights
     /// tickets and complaints de-identified (after closing `closing_ticket`, when given)
     /// and its export files deleted. Returns the erasure reference and the partners
     /// recorded as owed a notification.

@@ -34,7 +34,7 @@ use serde::Deserialize;
 
 use crate::ctx::{cookie, Ctx};
 use crate::error::WebError;
-use crate::forms::{csrf_input, encode, safe_next, WebForm};
+use crate::forms::{csrf_input, encode, safe_next, Empty, WebForm};
 use crate::layout;
 
 /// Carries the sign-in challenge id from the phone step to the code step.
@@ -421,6 +421,28 @@ async fn sign_in_page(State(s): State<AppState>, ctx: Ctx, raw: RawQuery) -> Res
     page_for(&ctx, None, ctx.t("登录", "Sign in"), body)
 }
 
+/// The sign-in page again, the use case's refusal shown beside the form that was sent
+/// (the password form's, or the text-message form's).
+fn sign_in_refused(
+    s: &AppState,
+    ctx: &Ctx,
+    next: &str,
+    e: AppError,
+    by_password: bool,
+) -> Result<Response, WebError> {
+    let p = problem(ctx, e)?;
+    let body = sign_in_markup(
+        s,
+        ctx,
+        &SignInView {
+            next,
+            phone_problem: (!by_password).then_some(&p),
+            password_problem: by_password.then_some(&p),
+        },
+    );
+    Ok(page_for(ctx, Some(&p), ctx.t("登录", "Sign in"), body))
+}
+
 #[derive(Debug, Deserialize)]
 struct PhoneForm {
     #[serde(default)]
@@ -448,19 +470,7 @@ async fn send_code(
                 c.expires_in_secs,
             )],
         )),
-        Err(e) => {
-            let p = problem(&ctx, e)?;
-            let body = sign_in_markup(
-                &s,
-                &ctx,
-                &SignInView {
-                    next: &next,
-                    phone_problem: Some(&p),
-                    password_problem: None,
-                },
-            );
-            Ok(page_for(&ctx, Some(&p), ctx.t("登录", "Sign in"), body))
-        }
+        Err(e) => sign_in_refused(&s, &ctx, &next, e, false),
     }
 }
 
@@ -574,24 +584,9 @@ async fn password_sign_in(
             end_previous_session(&s, &ctx).await?;
             Ok(see_other(&next, &[session_set_cookie(&s, &signed)]))
         }
-        Err(e) => {
-            let p = problem(&ctx, e)?;
-            let body = sign_in_markup(
-                &s,
-                &ctx,
-                &SignInView {
-                    next: &next,
-                    phone_problem: None,
-                    password_problem: Some(&p),
-                },
-            );
-            Ok(page_for(&ctx, Some(&p), ctx.t("登录", "Sign in"), body))
-        }
+        Err(e) => sign_in_refused(&s, &ctx, &next, e, true),
     }
 }
-
-#[derive(Debug, Deserialize)]
-struct Empty {}
 
 /// Ends the session and clears its cookie.
 async fn sign_out(

@@ -49,7 +49,7 @@ use serde::de::DeserializeOwned;
 
 use crate::ctx::{cookie, Ctx};
 use crate::error::WebError;
-use crate::forms::{same_origin, CSRF_FIELD};
+use crate::forms::{check_csrf, CSRF_FIELD};
 
 /// The staff session cookie (never the user session's).
 pub const STAFF_COOKIE: &str = "__Host-custos-staff";
@@ -179,6 +179,20 @@ pub async fn allow(
     }
 }
 
+/// [`require`] then [`allow`]: the staff member a console page is for, whose role holds
+/// `perm`.
+pub async fn require_allowed(
+    s: &AppState,
+    ctx: &Ctx,
+    staff: Option<Staff>,
+    perm: Permission,
+    target: &str,
+) -> Result<Staff, WebError> {
+    let st = require(staff, ctx)?;
+    allow(s, ctx, &st, perm, target).await?;
+    Ok(st)
+}
+
 pub fn forbidden(ctx: &Ctx, perm: Permission) -> WebError {
     WebError::new(
         StatusCode::FORBIDDEN,
@@ -214,10 +228,6 @@ pub struct ConsoleForm<T, const MAX: usize = MAX_CONSOLE_FORM> {
     pub form: T,
 }
 
-fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 /// Reads a form body from this origin (no CSRF check): the parts of [`ConsoleForm`]
 /// also used by the sign-in form, which has no session yet.
 async fn form_bytes(
@@ -225,52 +235,7 @@ async fn form_bytes(
     s: &AppState,
     max: usize,
 ) -> Result<(Ctx, Parts, Bytes), WebError> {
-    let (mut parts, body) = req.into_parts();
-    let ctx = Ctx::from_request_parts(&mut parts, s).await?;
-    if !same_origin(&parts) {
-        return Err(WebError::new(
-            StatusCode::FORBIDDEN,
-            "cross_origin",
-            ctx.t(
-                "表单只能从本站页面提交。",
-                "Forms can only be sent from this site's own pages.",
-            ),
-        )
-        .lang(ctx.lang));
-    }
-    let ct = parts
-        .headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if !ct.starts_with("application/x-www-form-urlencoded") {
-        return Err(WebError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            ctx.t("需要表单提交。", "Expected a form."),
-        )
-        .lang(ctx.lang));
-    }
-    let too_large = || {
-        WebError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            ctx.t("提交的内容太大。", "The form is too large."),
-        )
-        .lang(ctx.lang)
-    };
-    let declared = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > max) {
-        return Err(too_large());
-    }
-    let bytes = axum::body::to_bytes(body, max)
-        .await
-        .map_err(|_| too_large())?;
-    Ok((ctx, parts, bytes))
+    crate::forms::read_form(req, s, max, false).await
 }
 
 fn parse_form<T: DeserializeOwned>(ctx: &Ctx, bytes: &[u8]) -> Result<T, WebError> {
@@ -282,6 +247,18 @@ fn parse_form<T: DeserializeOwned>(ctx: &Ctx, bytes: &[u8]) -> Result<T, WebErro
         )
         .lang(ctx.lang)
     })
+}
+
+impl<T, const MAX: usize> ConsoleForm<T, MAX> {
+    /// [`allow`] for the staff member who sent the form.
+    pub async fn allow(
+        &self,
+        s: &AppState,
+        perm: Permission,
+        target: &str,
+    ) -> Result<Actor, WebError> {
+        allow(s, &self.ctx, &self.staff, perm, target).await
+    }
 }
 
 impl<T: DeserializeOwned + Send, const MAX: usize> FromRequest<AppState> for ConsoleForm<T, MAX> {
@@ -303,21 +280,7 @@ impl<T: DeserializeOwned + Send, const MAX: usize> FromRequest<AppState> for Con
             )
             .lang(ctx.lang));
         };
-        let sent = form_urlencoded::parse(&bytes)
-            .find(|(k, _)| k == CSRF_FIELD)
-            .map(|(_, v)| v.into_owned())
-            .unwrap_or_default();
-        if !ct_eq(sent.as_bytes(), staff.csrf.as_bytes()) {
-            return Err(WebError::new(
-                StatusCode::FORBIDDEN,
-                "csrf_failed",
-                ctx.t(
-                    "页面已过期，请刷新后重试。",
-                    "This page has expired; reload it and try again.",
-                ),
-            )
-            .lang(ctx.lang));
-        }
+        check_csrf(&ctx, &bytes, &staff.csrf)?;
         let form = parse_form(&ctx, &bytes)?;
         Ok(ConsoleForm { ctx, staff, form })
     }

@@ -11,13 +11,12 @@ use axum::routing::{get, post};
 use axum::Router;
 use custos_http::AppState;
 use maud::html;
-use serde::Deserialize;
 
 use super::reauth::{is_fresh, reauth_prompt, reauth_url};
 use super::{page, see_other, when, WebResult};
 use crate::ctx::Ctx;
 use crate::error::WebError;
-use crate::forms::{csrf_input, WebForm};
+use crate::forms::{csrf_input, Empty, WebForm};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -88,9 +87,6 @@ async fn cancel_page(State(s): State<AppState>, ctx: Ctx) -> Result<Response, We
         body,
     ))
 }
-
-#[derive(Debug, Deserialize)]
-struct Empty {}
 
 /// Same use case as `POST /api/v1/me/cancellation`; without a fresh re-authentication the
 /// user is sent to prove their phone first, and nothing is filed.

@@ -21,7 +21,7 @@ use serde::Deserialize;
 use super::{notice, page, see_other, when, WebResult};
 use crate::ctx::Ctx;
 use crate::error::WebError;
-use crate::forms::{csrf_input, encode, WebForm};
+use crate::forms::{csrf_input, encode, Empty, WebForm};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -194,9 +194,6 @@ fn decision_text(ctx: &Ctx, d: Decision) -> &'static str {
         Decision::Withdrawn => ctx.t("撤回", "Withdrew"),
     }
 }
-
-#[derive(Debug, Deserialize)]
-struct Empty {}
 
 /// Same use case as `POST /api/v1/consents` for a signed-in account, with one decision.
 async fn give(

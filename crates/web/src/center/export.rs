@@ -20,7 +20,7 @@ use super::reauth::{is_fresh, reauth_prompt, reauth_url};
 use super::{page, see_other, when, WebResult};
 use crate::ctx::Ctx;
 use crate::error::WebError;
-use crate::forms::{csrf_input, WebForm};
+use crate::forms::{csrf_input, Empty, WebForm};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -99,9 +99,6 @@ async fn export_page(State(s): State<AppState>, ctx: Ctx) -> Result<Response, We
     }
     Ok(resp)
 }
-
-#[derive(Debug, Deserialize)]
-struct Empty {}
 
 /// Same use case as `POST /api/v1/me/exports`; without a fresh re-authentication the
 /// user is sent to prove their phone first.

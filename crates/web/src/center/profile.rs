@@ -26,7 +26,9 @@ use super::reauth::{is_fresh, reauth_url};
 use super::{notice, page, see_other, WebResult};
 use crate::ctx::Ctx;
 use crate::error::WebError;
-use crate::forms::{csrf_input, same_origin, WebForm, CSRF_FIELD};
+use crate::forms::{
+    cross_origin, csrf_failed, csrf_input, ct_eq, same_origin, Empty, WebForm, CSRF_FIELD,
+};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -211,25 +213,13 @@ async fn avatar(State(s): State<AppState>, ctx: Ctx) -> Result<Response, WebErro
         .into_response())
 }
 
-fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 /// `POST /api/v1/me/corrections` with `field: avatar`, from a `multipart/form-data` upload.
 async fn upload_avatar(State(s): State<AppState>, req: Request) -> Result<Response, WebError> {
     let (mut parts, body) = req.into_parts();
     let ctx = Ctx::from_request_parts(&mut parts, &s).await?;
     let session = ctx.require_user()?.clone();
     if !same_origin(&parts) {
-        return Err(WebError::new(
-            StatusCode::FORBIDDEN,
-            "cross_origin",
-            ctx.t(
-                "表单只能从本站页面提交。",
-                "Forms can only be sent from this site's own pages.",
-            ),
-        )
-        .lang(ctx.lang));
+        return Err(cross_origin(&ctx));
     }
     let bad = |ctx: &Ctx| {
         WebError::bad_request(ctx.t("上传的内容无法读取。", "The upload could not be read."))
@@ -261,15 +251,7 @@ async fn upload_avatar(State(s): State<AppState>, req: Request) -> Result<Respon
         csrf.unwrap_or_default().as_bytes(),
         session.csrf_token.as_bytes(),
     ) {
-        return Err(WebError::new(
-            StatusCode::FORBIDDEN,
-            "csrf_failed",
-            ctx.t(
-                "页面已过期，请刷新后重试。",
-                "This page has expired; reload it and try again.",
-            ),
-        )
-        .lang(ctx.lang));
+        return Err(csrf_failed(&ctx));
     }
     let picture = picture
         .filter(|p| !p.is_empty())
@@ -284,9 +266,6 @@ async fn upload_avatar(State(s): State<AppState>, req: Request) -> Result<Respon
         .web(&ctx)?;
     Ok(see_other("/me/profile?saved=avatar"))
 }
-
-#[derive(Debug, Deserialize)]
-struct Empty {}
 
 /// `DELETE /api/v1/me/profile/avatar`.
 async fn delete_avatar(

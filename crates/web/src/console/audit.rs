@@ -9,7 +9,7 @@ use custos_http::AppState;
 use maud::html;
 use serde::Deserialize;
 
-use super::{allow, app_err, require, shell, when, MaybeStaff};
+use super::{app_err, require_allowed, shell, when, MaybeStaff};
 use crate::ctx::Ctx;
 use crate::error::WebError;
 use crate::forms::encode;
@@ -33,8 +33,7 @@ pub async fn page(
     MaybeStaff(staff): MaybeStaff,
     Query(q): Query<AuditQuery>,
 ) -> Result<Response, WebError> {
-    let st = require(staff, &ctx)?;
-    allow(&s, &ctx, &st, Permission::AuditRead, "GET /console/audit").await?;
+    let st = require_allowed(&s, &ctx, staff, Permission::AuditRead, "GET /console/audit").await?;
     let actor = q.actor.trim().chars().take(100).collect::<String>();
     let action = q.action.trim().chars().take(100).collect::<String>();
     let filtered = !actor.is_empty() || !action.is_empty();

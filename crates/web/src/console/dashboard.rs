@@ -21,7 +21,7 @@ use super::{
 };
 use crate::ctx::Ctx;
 use crate::error::WebError;
-use crate::forms::safe_next;
+use crate::forms::{safe_next, Empty};
 
 /// Days the dashboard charts cover.
 pub const CHART_DAYS: u32 = 14;
@@ -201,9 +201,6 @@ pub async fn sign_in(
         }
     }
 }
-
-#[derive(Debug, Deserialize)]
-pub struct Empty {}
 
 /// Ends the staff session and clears the cookie.
 pub async fn sign_out(

@@ -7,13 +7,13 @@
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use custos_app::ops::incidents::{AffectedQuery, Incident, IncidentInput, LOCAL_STORES};
-use custos_app::ops::Permission;
+use custos_app::ops::{Actor, Permission};
 use custos_http::AppState;
 use maud::{html, Markup};
 use serde::Deserialize;
 
 use super::{
-    allow, app_err, csrf_input, list, notice, parse_time, require, see_other, shell, when,
+    app_err, csrf_input, list, notice, parse_time, require_allowed, see_other, shell, when,
     ConsoleForm, MaybeStaff, Staff,
 };
 use crate::ctx::Ctx;
@@ -62,11 +62,10 @@ pub async fn index(
     MaybeStaff(staff): MaybeStaff,
     Query(q): Query<ListQuery>,
 ) -> Result<Response, WebError> {
-    let st = require(staff, &ctx)?;
-    allow(
+    let st = require_allowed(
         &s,
         &ctx,
-        &st,
+        staff,
         Permission::IncidentsManage,
         "GET /console/incidents",
     )
@@ -177,25 +176,40 @@ fn bad_time(ctx: &Ctx, what: &str) -> WebError {
     .lang(ctx.lang)
 }
 
+/// An optional time field: empty is `None`, anything else must parse.
+fn optional_time(ctx: &Ctx, v: &str, what: &str) -> Result<Option<i64>, WebError> {
+    if v.trim().is_empty() {
+        Ok(None)
+    } else {
+        parse_time(v).map(Some).ok_or_else(|| bad_time(ctx, what))
+    }
+}
+
+/// The check of a form acting on incident `id` (`POST /console/incidents/{id}/{action}`).
+async fn allow_on<T>(
+    s: &AppState,
+    f: &ConsoleForm<T>,
+    id: i64,
+    action: &str,
+) -> Result<Actor, WebError> {
+    f.allow(
+        s,
+        Permission::IncidentsManage,
+        &format!("POST /console/incidents/{id}/{action}"),
+    )
+    .await
+}
+
 pub async fn create(
     State(s): State<AppState>,
     f: ConsoleForm<NewIncidentForm>,
 ) -> Result<Response, WebError> {
     let ctx = &f.ctx;
-    let actor = allow(
-        &s,
-        ctx,
-        &f.staff,
-        Permission::IncidentsManage,
-        "POST /console/incidents",
-    )
-    .await?;
+    let actor = f
+        .allow(&s, Permission::IncidentsManage, "POST /console/incidents")
+        .await?;
     let r = f.form;
-    let detected_ms = if r.detected_at.trim().is_empty() {
-        None
-    } else {
-        Some(parse_time(&r.detected_at).ok_or_else(|| bad_time(ctx, "detected_at"))?)
-    };
+    let detected_ms = optional_time(ctx, &r.detected_at, "detected_at")?;
     let input = IncidentInput {
         title: r.title,
         cause: r.cause,
@@ -342,11 +356,10 @@ pub async fn detail(
     Path(id): Path<i64>,
     Query(q): Query<DetailQuery>,
 ) -> Result<Response, WebError> {
-    let st = require(staff, &ctx)?;
-    allow(
+    let st = require_allowed(
         &s,
         &ctx,
-        &st,
+        staff,
         Permission::IncidentsManage,
         &format!("GET /console/incidents/{id}"),
     )
@@ -384,18 +397,11 @@ pub struct AffectedForm {
 }
 
 fn query(s: &AppState, ctx: &Ctx, r: &AffectedForm) -> Result<AffectedQuery, WebError> {
-    let t = |v: &str, what: &str| -> Result<Option<i64>, WebError> {
-        if v.trim().is_empty() {
-            Ok(None)
-        } else {
-            parse_time(v).map(Some).ok_or_else(|| bad_time(ctx, what))
-        }
-    };
     Ok(AffectedQuery {
         categories: list(&r.categories),
         stores: list(&r.stores),
-        from_ms: t(&r.from, "from")?.unwrap_or(0),
-        to_ms: t(&r.to, "to")?.unwrap_or_else(|| s.kernel.clock.now_ms()),
+        from_ms: optional_time(ctx, &r.from, "from")?.unwrap_or(0),
+        to_ms: optional_time(ctx, &r.to, "to")?.unwrap_or_else(|| s.kernel.clock.now_ms()),
         sessions: r.sessions.as_deref() == Some("true"),
     })
 }
@@ -406,14 +412,7 @@ pub async fn affected(
     f: ConsoleForm<AffectedForm>,
 ) -> Result<Response, WebError> {
     let ctx = &f.ctx;
-    allow(
-        &s,
-        ctx,
-        &f.staff,
-        Permission::IncidentsManage,
-        &format!("POST /console/incidents/{id}/affected"),
-    )
-    .await?;
+    allow_on(&s, &f, id, "affected").await?;
     let q = query(&s, ctx, &f.form)?;
     let a = s
         .ops
@@ -434,14 +433,7 @@ pub async fn notify(
     f: ConsoleForm<AffectedForm>,
 ) -> Result<Response, WebError> {
     let ctx = &f.ctx;
-    let actor = allow(
-        &s,
-        ctx,
-        &f.staff,
-        Permission::IncidentsManage,
-        &format!("POST /console/incidents/{id}/notify"),
-    )
-    .await?;
+    let actor = allow_on(&s, &f, id, "notify").await?;
     match f.form.mode.as_str() {
         "individual" => {
             let q = query(&s, ctx, &f.form)?;
@@ -484,14 +476,7 @@ pub async fn add_action(
     f: ConsoleForm<ActionForm>,
 ) -> Result<Response, WebError> {
     let ctx = &f.ctx;
-    let actor = allow(
-        &s,
-        ctx,
-        &f.staff,
-        Permission::IncidentsManage,
-        &format!("POST /console/incidents/{id}/timeline"),
-    )
-    .await?;
+    let actor = allow_on(&s, &f, id, "timeline").await?;
     s.ops
         .add_incident_action(&actor, id, &f.form.action, &f.form.detail)
         .await
@@ -512,19 +497,8 @@ pub async fn regulator_report(
     f: ConsoleForm<ReportForm>,
 ) -> Result<Response, WebError> {
     let ctx = &f.ctx;
-    let actor = allow(
-        &s,
-        ctx,
-        &f.staff,
-        Permission::IncidentsManage,
-        &format!("POST /console/incidents/{id}/regulator-report"),
-    )
-    .await?;
-    let at = if f.form.reported_at.trim().is_empty() {
-        None
-    } else {
-        Some(parse_time(&f.form.reported_at).ok_or_else(|| bad_time(ctx, "reported_at"))?)
-    };
+    let actor = allow_on(&s, &f, id, "regulator-report").await?;
+    let at = optional_time(ctx, &f.form.reported_at, "reported_at")?;
     s.ops
         .record_regulator_report(&actor, id, &f.form.reference, at)
         .await

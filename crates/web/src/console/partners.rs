@@ -10,7 +10,7 @@ use custos_http::AppState;
 use maud::html;
 use serde::Deserialize;
 
-use super::{allow, app_err, require, shell, when, MaybeStaff};
+use super::{app_err, require_allowed, shell, when, MaybeStaff};
 use crate::ctx::Ctx;
 use crate::error::WebError;
 
@@ -34,11 +34,10 @@ pub async fn page(
     MaybeStaff(staff): MaybeStaff,
     Query(q): Query<LogQuery>,
 ) -> Result<Response, WebError> {
-    let st = require(staff, &ctx)?;
-    allow(
+    let st = require_allowed(
         &s,
         &ctx,
-        &st,
+        staff,
         Permission::PartnersShare,
         "GET /console/partners",
     )

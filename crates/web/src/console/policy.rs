@@ -14,7 +14,7 @@ use maud::html;
 use serde::Deserialize;
 
 use super::{
-    allow, app_err, csrf_input, notice, require, see_other, shell_with_status, when, ConsoleForm,
+    app_err, csrf_input, notice, require_allowed, see_other, shell_with_status, when, ConsoleForm,
     MaybeStaff, Staff,
 };
 use crate::ctx::Ctx;
@@ -91,11 +91,10 @@ pub async fn page(
     MaybeStaff(staff): MaybeStaff,
     Query(q): Query<PolicyQuery>,
 ) -> Result<Response, WebError> {
-    let st = require(staff, &ctx)?;
-    allow(
+    let st = require_allowed(
         &s,
         &ctx,
-        &st,
+        staff,
         Permission::PolicyManage,
         "GET /console/policy",
     )
@@ -125,14 +124,8 @@ pub async fn publish(
     f: ConsoleForm<PublishForm, MAX_POLICY_FORM>,
 ) -> Result<Response, WebError> {
     let ctx = &f.ctx;
-    allow(
-        &s,
-        ctx,
-        &f.staff,
-        Permission::PolicyManage,
-        "POST /console/policy",
-    )
-    .await?;
+    f.allow(&s, Permission::PolicyManage, "POST /console/policy")
+        .await?;
     let text = f.form.declaration;
     if text.len() > MAX_DECLARATION {
         return Err(WebError::new(

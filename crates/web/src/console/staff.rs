@@ -13,7 +13,7 @@ use maud::{html, Markup};
 use serde::Deserialize;
 
 use super::{
-    allow, app_err, csrf_input, notice, require, see_other, shell_with_status, when, ConsoleForm,
+    app_err, csrf_input, notice, require_allowed, see_other, shell_with_status, when, ConsoleForm,
     MaybeStaff, Staff,
 };
 use crate::ctx::Ctx;
@@ -131,8 +131,7 @@ pub async fn page(
     MaybeStaff(staff): MaybeStaff,
     Query(q): Query<DoneQuery>,
 ) -> Result<Response, WebError> {
-    let st = require(staff, &ctx)?;
-    allow(&s, &ctx, &st, Permission::StaffRead, "GET /console/staff").await?;
+    let st = require_allowed(&s, &ctx, staff, Permission::StaffRead, "GET /console/staff").await?;
     let banner = html! {
         @if q.done.is_some() { (notice(ctx.t("账号已更新。", "The account is updated."))) }
     };
@@ -158,14 +157,9 @@ pub async fn create(
     f: ConsoleForm<CreateForm>,
 ) -> Result<Response, WebError> {
     let ctx = &f.ctx;
-    let actor = allow(
-        &s,
-        ctx,
-        &f.staff,
-        Permission::StaffManage,
-        "POST /console/staff",
-    )
-    .await?;
+    let actor = f
+        .allow(&s, Permission::StaffManage, "POST /console/staff")
+        .await?;
     let role = parse_role(ctx, &f.form.role)?;
     let pw = Some(f.form.password)
         .filter(|p| !p.is_empty())
@@ -207,14 +201,13 @@ pub async fn update(
     f: ConsoleForm<UpdateForm>,
 ) -> Result<Response, WebError> {
     let ctx = &f.ctx;
-    let actor = allow(
-        &s,
-        ctx,
-        &f.staff,
-        Permission::StaffManage,
-        &format!("POST /console/staff/{username}"),
-    )
-    .await?;
+    let actor = f
+        .allow(
+            &s,
+            Permission::StaffManage,
+            &format!("POST /console/staff/{username}"),
+        )
+        .await?;
     let (role, disabled) = match f.form.action.as_str() {
         "role" => (
             Some(parse_role(ctx, f.form.role.as_deref().unwrap_or(""))?),

@@ -14,7 +14,7 @@ use custos_http::AppState;
 use maud::{html, Markup};
 use serde::Deserialize;
 
-use super::{allow, app_err, csrf_input, require, shell, ConsoleForm, MaybeStaff, Staff};
+use super::{app_err, csrf_input, require_allowed, shell, ConsoleForm, MaybeStaff, Staff};
 use crate::ctx::Ctx;
 use crate::error::WebError;
 
@@ -42,11 +42,10 @@ pub async fn page(
     ctx: Ctx,
     MaybeStaff(staff): MaybeStaff,
 ) -> Result<Response, WebError> {
-    let st = require(staff, &ctx)?;
-    allow(
+    let st = require_allowed(
         &s,
         &ctx,
-        &st,
+        staff,
         Permission::SubjectDataRead,
         "GET /console/subjects",
     )
@@ -89,14 +88,9 @@ pub async fn read(
     f: ConsoleForm<ReadForm>,
 ) -> Result<Response, WebError> {
     let ctx = &f.ctx;
-    let actor = allow(
-        &s,
-        ctx,
-        &f.staff,
-        Permission::SubjectDataRead,
-        "POST /console/subjects",
-    )
-    .await?;
+    let actor = f
+        .allow(&s, Permission::SubjectDataRead, "POST /console/subjects")
+        .await?;
     let subject: SubjectId = f.form.subject.trim().parse().map_err(|_| {
         WebError::bad_request(ctx.t("用户标识格式不对。", "That is not a subject id."))
             .lang(ctx.lang)

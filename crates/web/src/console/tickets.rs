@@ -12,7 +12,7 @@ use maud::html;
 use serde::Deserialize;
 
 use super::{
-    allow, app_err, csrf_input, notice, require, see_other, shell, when, ConsoleForm, MaybeStaff,
+    app_err, csrf_input, notice, require_allowed, see_other, shell, when, ConsoleForm, MaybeStaff,
 };
 use crate::ctx::Ctx;
 use crate::error::WebError;
@@ -31,11 +31,10 @@ pub async fn page(
     MaybeStaff(staff): MaybeStaff,
     Query(q): Query<DoneQuery>,
 ) -> Result<Response, WebError> {
-    let st = require(staff, &ctx)?;
-    allow(
+    let st = require_allowed(
         &s,
         &ctx,
-        &st,
+        staff,
         Permission::RightsTicketsRead,
         "GET /console/tickets",
     )
@@ -140,10 +139,8 @@ pub async fn decide(
     f: ConsoleForm<DecideForm>,
 ) -> Result<Response, WebError> {
     let ctx = &f.ctx;
-    allow(
+    f.allow(
         &s,
-        ctx,
-        &f.staff,
         Permission::RightsTicketsDecide,
         &format!("POST /console/tickets/{id}/decide"),
     )
@@ -176,10 +173,8 @@ pub async fn answer(
     f: ConsoleForm<AnswerForm>,
 ) -> Result<Response, WebError> {
     let ctx = &f.ctx;
-    allow(
+    f.allow(
         &s,
-        ctx,
-        &f.staff,
         Permission::RightsTicketsDecide,
         &format!("POST /console/tickets/{id}/answer"),
     )

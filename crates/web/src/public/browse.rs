@@ -7,6 +7,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use custos_app::catalog::interactions::Kind;
 use custos_app::catalog::SearchOutcome;
+use custos_app::identity::AuthSession;
 use custos_app::signals::EventInput;
 use custos_core::{GateContext, SubjectId};
 use custos_http::session::ClientIp;
@@ -18,7 +19,7 @@ use serde::Deserialize;
 
 use crate::ctx::Ctx;
 use crate::error::WebError;
-use crate::forms::{csrf_input, encode, WebForm};
+use crate::forms::{csrf_input, encode, Empty, WebForm};
 
 /// Items per page of the feed and of search results.
 pub const PAGE_SIZE: usize = 20;
@@ -789,6 +790,30 @@ async fn render_item(
     Ok(crate::layout::page_with_status(ctx, status, &t, body))
 }
 
+/// The item a signed-in action on `/items/{id}` is about, that page, and the caller's
+/// session: a signed-out caller is sent to sign in and back to the page.
+fn item_action<'c>(ctx: &'c Ctx, id: &str) -> Result<(i64, String, &'c AuthSession), WebError> {
+    let id = parse_id(ctx, id)?;
+    let here = format!("/items/{id}");
+    let sess = ctx
+        .session
+        .as_ref()
+        .ok_or_else(|| WebError::to_sign_in(&here))?;
+    Ok((id, here, sess))
+}
+
+/// The signed-in caller's gate context.
+async fn gate(
+    s: &AppState,
+    ctx: &Ctx,
+    sess: &AuthSession,
+) -> Result<GateContext<'static>, WebError> {
+    s.identity
+        .gate_context(sess.subject)
+        .await
+        .map_err(app_err(ctx))
+}
+
 fn back_to(location: String) -> Response {
     let mut resp = StatusCode::SEE_OTHER.into_response();
     if let Ok(v) = HeaderValue::from_str(&location) {
@@ -809,17 +834,8 @@ async fn bookmark(
     Path(id): Path<String>,
     WebForm(form): WebForm<BookmarkForm>,
 ) -> Result<Response, WebError> {
-    let id = parse_id(&ctx, &id)?;
-    let here = format!("/items/{id}");
-    let sess = ctx
-        .session
-        .as_ref()
-        .ok_or_else(|| WebError::to_sign_in(&here))?;
-    let gctx = s
-        .identity
-        .gate_context(sess.subject)
-        .await
-        .map_err(app_err(&ctx))?;
+    let (id, here, sess) = item_action(&ctx, &id)?;
+    let gctx = gate(&s, &ctx, sess).await?;
     if form.action.as_deref() == Some("remove") {
         let found = s
             .catalog
@@ -856,22 +872,13 @@ async fn download(
     Path(id): Path<String>,
     WebForm(form): WebForm<DownloadForm>,
 ) -> Result<Response, WebError> {
-    let id = parse_id(&ctx, &id)?;
-    let here = format!("/items/{id}");
-    let sess = ctx
-        .session
-        .as_ref()
-        .ok_or_else(|| WebError::to_sign_in(&here))?;
+    let (id, here, sess) = item_action(&ctx, &id)?;
     let media_id: i64 = form.media_id.parse().map_err(|_| not_found(&ctx))?;
     let item = s.catalog.item(id).await.map_err(app_err(&ctx))?;
     if !item.media.iter().any(|m| m.id == media_id) {
         return Err(not_found(&ctx));
     }
-    let gctx = s
-        .identity
-        .gate_context(sess.subject)
-        .await
-        .map_err(app_err(&ctx))?;
+    let gctx = gate(&s, &ctx, sess).await?;
     let link = s
         .catalog
         .download(sess.subject, &gctx, media_id)
@@ -881,27 +888,15 @@ async fn download(
     Ok(back_to(format!("{here}?download={}", encode(&link.token))))
 }
 
-#[derive(Debug, Deserialize)]
-struct EmptyForm {}
-
 async fn share(
     State(s): State<AppState>,
     ctx: Ctx,
     ClientIp(ip): ClientIp,
     Path(id): Path<String>,
-    WebForm(_form): WebForm<EmptyForm>,
+    WebForm(_form): WebForm<Empty>,
 ) -> Result<Response, WebError> {
-    let id = parse_id(&ctx, &id)?;
-    let here = format!("/items/{id}");
-    let sess = ctx
-        .session
-        .as_ref()
-        .ok_or_else(|| WebError::to_sign_in(&here))?;
-    let gctx = s
-        .identity
-        .gate_context(sess.subject)
-        .await
-        .map_err(app_err(&ctx))?;
+    let (id, here, sess) = item_action(&ctx, &id)?;
+    let gctx = gate(&s, &ctx, sess).await?;
     let (_, token) = s
         .catalog
         .share(sess.subject, &gctx, id)
@@ -923,17 +918,8 @@ async fn comment(
     Path(id): Path<String>,
     WebForm(form): WebForm<CommentForm>,
 ) -> Result<Response, WebError> {
-    let id = parse_id(&ctx, &id)?;
-    let here = format!("/items/{id}");
-    let sess = ctx
-        .session
-        .as_ref()
-        .ok_or_else(|| WebError::to_sign_in(&here))?;
-    let gctx = s
-        .identity
-        .gate_context(sess.subject)
-        .await
-        .map_err(app_err(&ctx))?;
+    let (id, here, sess) = item_action(&ctx, &id)?;
+    let gctx = gate(&s, &ctx, sess).await?;
     let attest = form.attest.is_some_and(|v| !v.is_empty());
     match s
         .catalog

@@ -329,7 +329,8 @@ enum JobsCommand {
     /// that another process is running is skipped and says so (PostgreSQL advisory lock;
     /// a leased lock row on SQLite). The purge deletes every record past the retention its
     /// purpose declares (the consent ledger, append-only, is kept); `cancellations` erases
-    /// the accounts whose cooling-off period is over.
+    /// the accounts whose cooling-off period is over; `incident-alarms` raises the alarm for
+    /// incidents 72 hours past detection without a regulator report.
     Run {
         /// Run each selected job once and exit.
         #[arg(long)]
@@ -346,6 +347,7 @@ enum JobsCommand {
 enum JobChoice {
     Purge,
     Cancellations,
+    IncidentAlarms,
     All,
 }
 
@@ -358,6 +360,7 @@ async fn jobs_run(
     let which = match job {
         JobChoice::Purge => vec![Job::Purge],
         JobChoice::Cancellations => vec![Job::Cancellations],
+        JobChoice::IncidentAlarms => vec![Job::IncidentAlarms],
         JobChoice::All => Job::ALL.to_vec(),
     };
     let cfg = storage.resolve(None)?;

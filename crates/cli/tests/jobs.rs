@@ -184,6 +184,7 @@ fn jobs_run_help_explains_once_and_job() {
         "--job",
         "purge",
         "cancellations",
+        "incident-alarms",
         "all",
         "retention",
     ] {
@@ -217,6 +218,13 @@ async fn jobs_run_once_purges_what_is_past_retention_and_reports_it_per_store(en
     assert!(out.status.success(), "{t}");
     assert!(t.contains("purge: removed 0 record(s)"), "{t}");
     assert!(!t.contains("cancellations"), "{t}");
+
+    // Only the incident alarm check: no incident, no alarm.
+    let out = env.custos(&["jobs", "run", "--once", "--job", "incident-alarms"]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("raised 0 alarm(s)"), "{t}");
+    assert!(!t.contains("purge"), "{t}");
     env.finish().await;
 }
 

@@ -1057,3 +1057,34 @@ async fn probe_console(w: &WebApp, s: &StaffLogin) {
         );
     }
 }
+
+#[tokio::test]
+async fn the_console_names_the_per_address_sign_in_limit_for_what_it_is() {
+    use axum::body::Body;
+    use axum::extract::ConnectInfo;
+    use axum::http::{header, Request};
+    let w = common::spawn().await;
+    let addr: std::net::SocketAddr = "203.0.113.9:40000".parse().unwrap();
+    let mut last = None;
+    // Unknown usernames count against the client address as well.
+    for i in 0..12 {
+        let body = format!("username=nobody{i}&password=wrong-password&totp=123456");
+        let mut req = Request::post("/console/signin")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header("sec-fetch-site", "same-origin")
+            .header(header::ACCEPT_LANGUAGE, "en")
+            .body(Body::from(body))
+            .unwrap();
+        req.extensions_mut().insert(ConnectInfo(addr));
+        let r = w.request(req).await;
+        if r.status == StatusCode::TOO_MANY_REQUESTS {
+            last = Some(r);
+            break;
+        }
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "attempt {i}");
+    }
+    let r = last.expect("the address is throttled within 12 failures");
+    assert!(r.headers.get(header::RETRY_AFTER).is_some());
+    assert!(r.body.contains("this network address"), "{}", r.body);
+    assert!(!r.body.contains("account is locked"), "{}", r.body);
+}

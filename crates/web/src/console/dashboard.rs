@@ -149,15 +149,24 @@ pub async fn sign_in(
             Ok(resp)
         }
         Err(AppError::Throttled {
-            retry_after_secs, ..
+            code,
+            retry_after_secs,
         }) => {
             let minutes = retry_after_secs.div_ceil(60).max(1);
-            let msg = match ctx.lang {
-                custos_policy::Lang::Zh => format!(
+            // `staff_locked`: this account; `staff_sign_in_throttled`: this address.
+            let per_address = code == "staff_sign_in_throttled";
+            let msg = match (ctx.lang, per_address) {
+                (custos_policy::Lang::Zh, false) => format!(
                     "登录失败次数过多，此账号已暂时锁定。请在 {minutes} 分钟后再试。"
                 ),
-                custos_policy::Lang::En => format!(
+                (custos_policy::Lang::En, false) => format!(
                     "Too many failed sign-ins: this account is locked for now. Try again in {minutes} minute(s)."
+                ),
+                (custos_policy::Lang::Zh, true) => format!(
+                    "此网络地址的登录失败次数过多。请在 {minutes} 分钟后再试。"
+                ),
+                (custos_policy::Lang::En, true) => format!(
+                    "Too many failed sign-ins from this network address. Try again in {minutes} minute(s)."
                 ),
             };
             let mut resp = sign_in_page(

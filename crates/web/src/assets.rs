@@ -1,6 +1,6 @@
 //! `/assets/*`: the stylesheet, the script and the icon, compiled into the binary.
 
-use axum::extract::Path;
+use crate::extract::Path;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;

@@ -2,7 +2,7 @@
 //! language switch, the dialogs a visit may owe (first-visit consent, re-consent), the
 //! footer. Also `/lang`, the language switch.
 
-use axum::extract::Query;
+use crate::extract::Query;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;

@@ -15,6 +15,7 @@
 //! - [`ctx`]: [`ctx::Ctx`], who is asking and in which language (every handler takes it).
 //! - [`layout`]: the page shell (header, navigation, language switch, footer).
 //! - [`error`]: [`error::WebError`], errors rendered as pages with the right status.
+//! - [`extract`]: `Query` and `Path` whose rejections are pages too.
 //! - [`forms`]: origin and CSRF checks for posted forms.
 //! - [`assets`]: `/assets/*`, embedded with `include_str!`/`include_bytes!`.
 //! - [`public`]: home feed, search, item pages, the first-visit consent dialog.
@@ -32,6 +33,7 @@ pub mod center;
 pub mod console;
 pub mod ctx;
 pub mod error;
+pub mod extract;
 pub mod forms;
 pub mod layout;
 pub mod policy;

@@ -11,7 +11,8 @@
 use std::collections::HashMap;
 use std::sync::{LazyLock, Mutex};
 
-use axum::extract::{Query, State};
+use crate::extract::Query;
+use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};

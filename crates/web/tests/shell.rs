@@ -98,3 +98,24 @@ async fn error_pages_carry_the_same_security_headers_as_pages() {
         assert!(h("content-type").starts_with("text/html"), "{uri}");
     }
 }
+
+#[tokio::test]
+async fn malformed_queries_and_path_parameters_are_answered_with_pages() {
+    let w = common::spawn().await;
+    // A query that does not fit: a 400 page, not axum's plain text.
+    let r = w.get("/lang", &[]).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.body.contains("<!DOCTYPE html>"), "{}", r.body);
+    assert!(
+        r.body.contains("data-error-code=\"invalid_query\""),
+        "{}",
+        r.body
+    );
+    assert!(r.headers.get("content-security-policy").is_some());
+    // A path parameter that cannot name anything: a 404 page.
+    let r = w
+        .get("/console/incidents/99999999999999999999999999", &[])
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert!(r.body.contains("<!DOCTYPE html>"), "{}", r.body);
+}

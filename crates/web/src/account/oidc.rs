@@ -8,7 +8,8 @@
 //! The provider must redirect to `/signin/oidc/{provider}/callback` for the web app: set
 //! `redirect_uri` of the `[[identity.oidc]]` entry to that URL.
 
-use axum::extract::{Path, RawQuery, State};
+use crate::extract::Path;
+use axum::extract::{RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::get;

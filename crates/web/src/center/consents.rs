@@ -7,7 +7,8 @@
 //! (`PUT /api/v1/location/switch`, which deletes the stored area when turned off) sit in
 //! their purposes' rows.
 
-use axum::extract::{Path, Query, State};
+use crate::extract::{Path, Query};
+use axum::extract::State;
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;

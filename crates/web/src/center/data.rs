@@ -4,7 +4,8 @@
 //! apart. Items the user may delete one by one carry a delete button (P21), the same use
 //! case as `DELETE /api/v1/me/data/{kind}/{id}`.
 
-use axum::extract::{Query, State};
+use crate::extract::Query;
+use axum::extract::State;
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;

@@ -5,7 +5,8 @@
 //! (`GET /api/v1/me/export-files/{token}`): a forged token or another user's is a 404,
 //! an expired one a 410 page.
 
-use axum::extract::{Path, Query, State};
+use crate::extract::{Path, Query};
+use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;

@@ -6,10 +6,9 @@
 //! url-encoded forms. Setting the password needs a fresh re-authentication
 //! (`PUT /api/v1/me/profile/password`).
 
+use crate::extract::Query;
 use axum::body::Bytes;
-use axum::extract::{
-    DefaultBodyLimit, FromRequest, FromRequestParts, Multipart, Query, Request, State,
-};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Multipart, Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};

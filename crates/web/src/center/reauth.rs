@@ -6,7 +6,8 @@
 //! steps in a short-lived HttpOnly `__Host-` cookie ([`REAUTH_COOKIE`]), never in the URL
 //! or the page, and is cleared once the code is proved.
 
-use axum::extract::{Query, State};
+use crate::extract::Query;
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::{get, post};

@@ -3,7 +3,8 @@
 //! rights request (`POST /api/v1/me/rights/tickets`) and to file a complaint or report
 //! (`POST /api/v1/complaints`).
 
-use axum::extract::{Query, State};
+use crate::extract::Query;
+use axum::extract::State;
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;

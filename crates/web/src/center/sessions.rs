@@ -3,7 +3,8 @@
 //! the revoked session is signed out at its next request. Signing out of this session is
 //! the account module's `POST /signout`.
 
-use axum::extract::{Query, State};
+use crate::extract::Query;
+use axum::extract::State;
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;

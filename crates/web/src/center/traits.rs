@@ -2,7 +2,8 @@
 //! (`GET /api/v1/me/traits`), and a delete button per row (the same use case as
 //! `DELETE /api/v1/me/data/trait/{key}`, recorded as a deletion ticket).
 
-use axum::extract::{Query, State};
+use crate::extract::Query;
+use axum::extract::State;
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;

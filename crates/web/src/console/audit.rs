@@ -2,7 +2,8 @@
 //! chain's verification status (`#audit-status`) from the same use case as
 //! `custos audit verify` ([`custos_app::ops::audit::verify`]). Needs `audit.read`.
 
-use axum::extract::{Query, State};
+use crate::extract::Query;
+use axum::extract::State;
 use axum::response::Response;
 use custos_app::ops::Permission;
 use custos_http::AppState;

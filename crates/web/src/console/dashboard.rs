@@ -2,7 +2,8 @@
 //! out, else the dashboard. Each panel is shown to the roles whose permission covers it,
 //! and each shown panel is an audited permission decision (`GET /console`).
 
-use axum::extract::{FromRequestParts, Query, Request, State};
+use crate::extract::Query;
+use axum::extract::{FromRequestParts, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use custos_app::ops::subjects::MIN_REPORTED_COUNT;

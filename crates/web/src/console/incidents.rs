@@ -4,7 +4,8 @@
 //! from the data map, notify them (inbox message and push) or publish an announcement,
 //! add timeline steps, record the regulator report.
 
-use axum::extract::{Path, Query, State};
+use crate::extract::{Path, Query};
+use axum::extract::State;
 use axum::response::Response;
 use custos_app::ops::incidents::{AffectedQuery, Incident, IncidentInput, LOCAL_STORES};
 use custos_app::ops::{Actor, Permission};

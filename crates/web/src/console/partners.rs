@@ -3,7 +3,8 @@
 //! `partners.share`, the permission of the one egress path (`POST
 //! /api/v1/operator/partners/{id}/shares`).
 
-use axum::extract::{Query, State};
+use crate::extract::Query;
+use axum::extract::State;
 use axum::response::Response;
 use custos_app::ops::Permission;
 use custos_http::AppState;

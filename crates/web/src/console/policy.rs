@@ -4,7 +4,8 @@
 //! announced to every account, pausing only the purposes it widens) under the API's
 //! policy permission (`policy.manage`).
 
-use axum::extract::{Query, State};
+use crate::extract::Query;
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use custos_app::ops::Permission;

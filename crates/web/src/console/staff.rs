@@ -3,7 +3,8 @@
 //! cases as `/api/v1/operator/staff`. A new account's password and TOTP secret are shown
 //! once, on the answer to the form, and never again.
 
-use axum::extract::{Path, Query, State};
+use crate::extract::{Path, Query};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use custos_app::ops::{Permission, Role};

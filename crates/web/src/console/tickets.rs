@@ -3,7 +3,8 @@
 //! cases and permissions as `GET /api/v1/operator/rights/tickets`,
 //! `POST …/tickets/{id}/decision` and `POST /api/v1/operator/complaints/{id}/answer`.
 
-use axum::extract::{Path, Query, State};
+use crate::extract::{Path, Query};
+use axum::extract::State;
 use axum::response::Response;
 use custos_app::ops::Permission;
 use custos_app::rights::{Decision, TicketKind};

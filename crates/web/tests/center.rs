@@ -363,6 +363,11 @@ async fn withdrawing_on_the_consents_page_reaches_the_ledger_and_the_next_feed()
         .body
         .contains("class=\"give\" data-purpose=\"personalized_feed\""));
     assert!(!feed_personalized(&w, &u).await);
+    // Guardian consent is the guardian's to give, through their own flow.
+    assert!(!page
+        .body
+        .contains("class=\"give\" data-purpose=\"minors_guardian\""));
+    assert!(page.body.contains("href=\"/signin/guardian\""));
 
     give(&w, &u, "personalized_feed").await;
     assert!(feed_personalized(&w, &u).await);
@@ -395,6 +400,11 @@ async fn withdrawing_on_the_consents_page_reaches_the_ledger_and_the_next_feed()
     );
     let page = w.get(r.location().unwrap(), &[u.cookie()]).await;
     assert!(page.body.contains(&format!("href=\"/receipts/{receipt}\"")));
+    assert_eq!(
+        page.body.matches("id=\"receipt-link\"").count(),
+        1,
+        "one receipt notice, not the dialog's as well"
+    );
     assert!(page
         .body
         .contains("class=\"give\" data-purpose=\"personalized_feed\""));

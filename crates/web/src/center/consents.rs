@@ -20,6 +20,8 @@ use maud::{html, Markup};
 use serde::Deserialize;
 
 use super::{notice, page, see_other, when, WebResult};
+use custos_app::identity::account::GUARDIAN_PURPOSE;
+
 use crate::ctx::Ctx;
 use crate::error::WebError;
 use crate::forms::{csrf_input, encode, Empty, WebForm};
@@ -152,6 +154,11 @@ async fn consents_page(
                             }
                         }
                         td class="actions" {
+                            // A guardian gives this one through the guardian's own flow,
+                            // never the user with a click here.
+                            @if st.purpose == GUARDIAN_PURPOSE && !active {
+                                a href="/signin/guardian" class="guardian-flow" { (ctx.t("由监护人同意", "Ask your guardian")) }
+                            } @else {
                             form method="post" action={ "/me/consents/" (encode(&st.purpose)) (if active { "/withdraw" } else { "/give" }) } class="inline" {
                                 (csrf_input(&ctx))
                                 @if active {
@@ -159,6 +166,7 @@ async fn consents_page(
                                 } @else {
                                     button type="submit" class="give" data-purpose=(st.purpose) { (ctx.t("同意", "Agree")) }
                                 }
+                            }
                             }
                             @if PERSONALIZATION_PURPOSES.contains(&st.purpose.as_str()) {
                                 (switch_form(&ctx, "/me/personalization", personalization_on,

@@ -243,6 +243,11 @@ fn receipt_href(id: &Uuid, token: &Option<String>) -> String {
 
 /// The notice after a decision, with the link to its signed receipt.
 pub(super) fn decision_notice(ctx: &Ctx) -> Option<Markup> {
+    // Only after the dialog, which only the browsing pages show; other pages that
+    // record decisions say so themselves.
+    if !prompt_page(&ctx.path) {
+        return None;
+    }
     let links = notice_links(&ctx.path)?;
     let ((first, first_token), rest) = links.receipts.split_first()?;
     Some(html! {
